@@ -1,0 +1,26 @@
+/* arch_common.h: helpers every architecture's forward pass shares (csrc/arch/rwkv*.c). */
+#ifndef RC_ARCH_COMMON_H
+#define RC_ARCH_COMMON_H
+
+#include "core/model.h"
+
+#define RC_LN_EPS 1e-5f   /* every RWKV LayerNorm */
+#define RC_GN_EPS 64e-5f  /* the v5-v7 GroupNorm ln_x (= 1e-5 * head_size_divisor^2, RWKV_REFERENCE.md 2.2) */
+
+/* LayerNorm of each of T rows of C: x, y [T, C]. */
+void rc_layer_norm_rows(const float *x, const rc_tensor *w, const rc_tensor *b, uint64_t T, uint64_t C, float *y);
+
+/* The token shift over a batch. xx: [T, C] this block's normalised inputs. prev: [T, C] out, the previous
+ * token's xx of every row: xx[t-1] inside a sequence, the state's x_prev (C floats at state_off in the
+ * sequence's state) at its first token. Then each state's x_prev becomes its sequence's last xx. */
+void rc_shift_prev(const rc_batch *b, uint64_t state_off, uint64_t C, const float *xx, float *prev);
+
+/* The size along dimension `dim` of a per-layer tensor, for sizes read from shapes (LoRA ranks). Fails,
+ * naming the tensor, if it is missing or has not n_dims dimensions. */
+int rc_layer_tensor_dim(const rwkv_model *m, uint32_t layer, const char *fmt, uint32_t n_dims, uint32_t dim,
+                        uint64_t *out);
+
+/* A 2-D view [rows, cols] of the `index`-th slice of an f32 tensor [n, rows, cols] (no copy). */
+rc_tensor rc_tensor_slice(const rc_tensor *t, uint64_t index, uint64_t rows, uint64_t cols);
+
+#endif

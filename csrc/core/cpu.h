@@ -1,0 +1,15 @@
+/* cpu.h: run-time CPU feature detection (cpuid + xgetbv on x86, hwcaps on ARM). */
+#ifndef RC_CPU_H
+#define RC_CPU_H
+
+typedef struct {
+    int sse41, avx, avx2, fma, f16c;          /* x86: AVX2 kernel needs avx2+fma+f16c */
+    int avx512f, avx512bw, avx512vl, avx512vnni; /* x86: AVX-512 kernel needs all four */
+    int neon, dotprod;                        /* aarch64 */
+    char names[128];                          /* "avx2 fma f16c ..." */
+} rc_cpu_features;
+
+/* Detected once (thread-safe), then read-only. */
+const rc_cpu_features *rc_cpu(void);
+
+#endif

@@ -1,0 +1,261 @@
+/* matmul.c: kernel selection, the int8 activation step of q8/q4, and the threaded row split. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/cpu.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
+
+/* ---- kernel families --------------------------------------------------------------------------------
+ * Each family is built only for its architecture and used only if the CPU (and OS) has what it needs. */
+typedef struct {
+    const char *name;
+    const rc_kernel_set *set; /* NULL: not built for this architecture */
+    const char *needs;        /* features, for messages */
+} rc_family;
+
+static int rc_family_runs(const char *name) {
+    const rc_cpu_features *f = rc_cpu();
+    if (strcmp(name, "scalar") == 0) return 1;
+    if (strcmp(name, "avx2") == 0) return f->avx2 && f->fma && f->f16c;
+    if (strcmp(name, "avx512") == 0)
+        return f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && f->avx2 && f->fma && f->f16c;
+    if (strcmp(name, "neon") == 0) return f->neon;
+    if (strcmp(name, "neon-dotprod") == 0) return f->neon && f->dotprod;
+    return 0;
+}
+
+/* best first */
+static const rc_family rc_families[] = {
+#if defined(__x86_64__)
+    {"avx512", &rc_kernels_avx512, "avx512f avx512bw avx512vl avx512vnni (and avx2 fma f16c)"},
+    {"avx2", &rc_kernels_avx2, "avx2 fma f16c"},
+#endif
+#if defined(__aarch64__)
+    {"neon-dotprod", &rc_kernels_neon_dotprod, "neon dotprod"},
+    {"neon", &rc_kernels_neon, "neon"},
+#endif
+    {"scalar", &rc_kernels_scalar, ""},
+};
+#define RC_N_FAMILIES (sizeof rc_families / sizeof *rc_families)
+
+const rc_kernel_set *rc_kernels_by_name(const char *name) {
+    if (!name) { rc_error(RWKV_ERR_ARG, "kernel name is NULL"); return NULL; }
+    /* "neon" means the best NEON family this CPU runs */
+    int best_neon = strcmp(name, "neon") == 0;
+    for (size_t i = 0; i < RC_N_FAMILIES; i++) {
+        const rc_family *fam = &rc_families[i];
+        int match = strcmp(name, fam->name) == 0 || (best_neon && strncmp(fam->name, "neon", 4) == 0);
+        if (!match) continue;
+        if (rc_family_runs(fam->name)) return fam->set;
+        if (!best_neon) {
+            rc_error(RWKV_ERR_UNSUPPORTED, "kernel family %s needs %s; this CPU has: %s", name, fam->needs,
+                     rc_cpu()->names[0] ? rc_cpu()->names : "(none)");
+            return NULL;
+        }
+    }
+    if (strcmp(name, "avx2") == 0 || strcmp(name, "avx512") == 0 || strncmp(name, "neon", 4) == 0)
+        rc_error(RWKV_ERR_UNSUPPORTED, "kernel family %s is not built for this architecture", name);
+    else
+        rc_error(RWKV_ERR_ARG, "unknown kernel family '%s' (scalar, avx2, avx512, neon, neon-dotprod)", name);
+    return NULL;
+}
+
+static const rc_kernel_set *rc_selected;
+static pthread_once_t rc_select_once = PTHREAD_ONCE_INIT;
+
+/* RWKV_CPU_KERNEL names a family; one this CPU cannot run falls back to the best one that it can (the
+ * reason is kept in rc_kernel_note, shown by rwkv_kernel_note). */
+static char rc_note[256];
+
+static void rc_select(void) {
+    const char *want = getenv("RWKV_CPU_KERNEL");
+    if (want && *want) {
+        const rc_kernel_set *ks = rc_kernels_by_name(want);
+        if (ks) { rc_selected = ks; return; }
+        snprintf(rc_note, sizeof rc_note, "RWKV_CPU_KERNEL=%s ignored: %s", want, rwkv_last_error());
+        rc_error_clear();
+    }
+    for (size_t i = 0; i < RC_N_FAMILIES; i++)
+        if (rc_family_runs(rc_families[i].name)) { rc_selected = rc_families[i].set; return; }
+    rc_selected = &rc_kernels_scalar;
+}
+
+const rc_kernel_set *rc_kernels(void) {
+    pthread_once(&rc_select_once, rc_select);
+    return rc_selected;
+}
+
+const char *rwkv_kernel_name(void) { return rc_kernels()->name; }
+
+const char *rwkv_kernel_note(void) {
+    rc_kernels();
+    return rc_note;
+}
+
+int rc_matmul_supports(uint32_t dtype) { return dtype < 16 && rc_kernels_scalar.rows[dtype] != NULL; }
+int rc_matmul_supports_rows(uint32_t dtype) { return dtype < 16 && rc_kernels_scalar.row[dtype] != NULL; }
+
+uint64_t rc_row_bytes(uint32_t dtype, uint64_t in) {
+    switch (dtype) {
+    case RWKV_DTYPE_F32: return in * 4;
+    case RWKV_DTYPE_F16: return in * 2;
+    case RWKV_DTYPE_Q8_0:
+    case RWKV_DTYPE_Q4: return rc_q_row_bytes(dtype, in);
+    default: return 0;
+    }
+}
+
+static int rc_is_quantized(uint32_t dtype) { return dtype == RWKV_DTYPE_Q8_0 || dtype == RWKV_DTYPE_Q4; }
+
+/* ---- the row split ---------------------------------------------------------------------------------
+ * Tasks are runs of whole 16-row groups (16 floats of Y = one 64-byte line, so two threads never write
+ * the same line), about RC_TASKS_PER_THREAD per thread so a thread slowed by a noisy neighbour takes
+ * fewer, but never less than RC_MIN_TASK_BYTES of weights (a task must outweigh claiming it). A matrix
+ * smaller than RC_MIN_PARALLEL_BYTES runs on the calling thread: waking the pool costs more. */
+#define RC_ROW_GROUP 16
+#define RC_TASKS_PER_THREAD 4
+#define RC_MIN_TASK_BYTES (64u << 10)
+#define RC_MIN_PARALLEL_BYTES (256u << 10)
+
+typedef struct {
+    rc_rows_fn fn;
+    const void *W;
+    uint64_t in, out, T, rows_per_task;
+    const void *X;       /* what fn reads: float X or the prepared vectors */
+    const float *Xf;     /* the float X, for the outlier columns */
+    const rc_tensor *t;
+    float *Y;
+} rc_matmul_job;
+
+/* Y[t, o] += sum_k vals[o, k] * X[t, cols[k]] for rows [r0, r1): the outlier columns (common.h), in float. */
+static void rc_add_outliers(const rc_tensor *W, uint64_t in, uint64_t r0, uint64_t r1, const float *X, uint64_t T,
+                            float *Y, uint64_t out) {
+    const uint32_t k = W->n_outliers;
+    for (uint64_t o = r0; o < r1; o++) {
+        const uint16_t *v = W->outlier_vals + o * k;
+        for (uint64_t t = 0; t < T; t++) {
+            const float *x = X + t * in;
+            float s = 0;
+            for (uint32_t i = 0; i < k; i++) s += rc_f16_to_f32(v[i]) * x[(uint64_t)W->outlier_cols[i]];
+            Y[t * out + o] += s;
+        }
+    }
+}
+
+static void rc_matmul_rows(const rc_matmul_job *j, uint64_t r0, uint64_t r1) {
+    j->fn(j->W, j->in, r0, r1, j->X, j->T, j->Y, j->out);
+    if (j->t->n_outliers) rc_add_outliers(j->t, j->in, r0, r1, j->Xf, j->T, j->Y, j->out);
+}
+
+static void rc_matmul_task(void *ctx, int task, int n_tasks) {
+    const rc_matmul_job *j = (const rc_matmul_job *)ctx;
+    uint64_t r0 = (uint64_t)task * j->rows_per_task;
+    uint64_t r1 = r0 + j->rows_per_task;
+    if (r1 > j->out) r1 = j->out;
+    if (r0 < r1) rc_matmul_rows(j, r0, r1);
+    (void)n_tasks;
+}
+
+/* Rows of a q8/q4 matrix against float vectors, block by block (no scratch needed): the fallback when the
+ * int8 activation buffer cannot be allocated. Same math as dequantizing W, in float. */
+static void rc_rows_dequant(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *Xv, uint64_t T,
+                            float *Y, uint64_t out, uint32_t dtype) {
+    const float *X = (const float *)Xv;
+    const uint64_t rb = rc_q_row_bytes(dtype, in), nb = in / RC_QK;
+    float w[RC_QK];
+    for (uint64_t o = r0; o < r1; o++) {
+        const uint8_t *row = (const uint8_t *)W + o * rb;
+        for (uint64_t t = 0; t < T; t++) Y[t * out + o] = 0;
+        for (uint64_t b = 0; b < nb; b++) {
+            float d = rc_f16_to_f32(rc_q_scales(row)[b]);
+            int8_t v[RC_QK];
+            if (dtype == RWKV_DTYPE_Q4)
+                rc_q4_block_values(rc_q_quants(row, nb), nb, b, v);
+            else
+                memcpy(v, rc_q_quants(row, nb) + b * RC_QK, RC_QK);
+            for (int j = 0; j < RC_QK; j++) w[j] = d * (float)v[j];
+            for (uint64_t t = 0; t < T; t++) {
+                float s = 0;
+                for (int j = 0; j < RC_QK; j++) s += w[j] * X[t * in + b * RC_QK + j];
+                Y[t * out + o] += s;
+            }
+        }
+    }
+}
+
+void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
+                    float *Y) {
+    rc_matmul_job j;
+    const uint32_t dtype = W->dtype;
+    j.fn = ks->rows[dtype] ? ks->rows[dtype] : rc_kernels_scalar.rows[dtype];
+    j.W = W->data;
+    j.out = rc_rows(W);
+    j.in = rc_cols(W);
+    j.T = T;
+    j.X = X;
+    j.Xf = X;
+    j.t = W;
+    j.Y = Y;
+    void *owned = NULL;
+    if (rc_is_quantized(dtype)) {
+        uint64_t bytes = T * rc_qx_stride(dtype, j.in);
+        void *qx = pool ? rc_pool_scratch(pool, (size_t)bytes) : (owned = rc_alloc((size_t)bytes));
+        if (!qx) {
+            rc_rows_dequant(W->data, j.in, 0, j.out, X, T, Y, j.out, dtype);
+            if (W->n_outliers) rc_add_outliers(W, j.in, 0, j.out, X, T, Y, j.out);
+            return;
+        }
+        rc_qx_prepare(dtype, X, j.in, T, qx);
+        j.X = qx;
+    }
+    const uint64_t row_bytes = rc_row_bytes(dtype, j.in) * (T ? T : 1);
+    const uint64_t total = row_bytes * j.out;
+    int n_threads = rc_pool_threads(pool);
+    if (n_threads <= 1 || total < RC_MIN_PARALLEL_BYTES) {
+        rc_matmul_rows(&j, 0, j.out);
+    } else {
+        uint64_t tasks = (uint64_t)n_threads * RC_TASKS_PER_THREAD;
+        uint64_t per = (j.out + tasks - 1) / tasks;
+        uint64_t min_rows = RC_MIN_TASK_BYTES / (row_bytes ? row_bytes : 1);
+        if (per < min_rows) per = min_rows;
+        per = (per + RC_ROW_GROUP - 1) / RC_ROW_GROUP * RC_ROW_GROUP;
+        j.rows_per_task = per;
+        int n_tasks = (int)((j.out + per - 1) / per);
+        rc_pool_run(pool, rc_matmul_task, &j, n_tasks);
+    }
+    rc_free(owned);
+}
+
+void rc_matmul(rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, float *Y) {
+    rc_matmul_with(rc_kernels(), pool, W, X, T, Y);
+}
+
+void rc_tensor_row(const rc_tensor *W, uint64_t row, float *out) {
+    const rc_kernel_set *ks = rc_kernels();
+    rc_row_fn fn = ks->row[W->dtype] ? ks->row[W->dtype] : rc_kernels_scalar.row[W->dtype];
+    fn(W->data, rc_cols(W), row, out);
+    for (uint32_t i = 0; i < W->n_outliers; i++)
+        out[(uint64_t)W->outlier_cols[i]] = rc_f16_to_f32(W->outlier_vals[row * W->n_outliers + i]);
+}
+
+int rwkv_matmul(const char *kernel, uint32_t dtype, const void *W, uint64_t rows, uint64_t cols, const float *X,
+                uint64_t T, float *Y, int n_threads) {
+    if (!W || !X || !Y) return rc_error(RWKV_ERR_ARG, "NULL argument");
+    if (rows == 0 || cols == 0 || T == 0) return rc_error(RWKV_ERR_ARG, "empty product");
+    if (n_threads < 1 || n_threads > 1024) return rc_error(RWKV_ERR_ARG, "n_threads %d out of range", n_threads);
+    uint64_t rb = rc_row_bytes(dtype, cols), nbytes;
+    if (!rc_matmul_supports(dtype) || rb == 0)
+        return rc_error(RWKV_ERR_ARG, "dtype %s cannot hold rows of %llu", rwkv_dtype_name(dtype),
+                        (unsigned long long)cols);
+    if (!rc_mul_u64(rb, rows, &nbytes)) return rc_error(RWKV_ERR_ARG, "matrix size overflows");
+    const rc_kernel_set *ks = kernel ? rc_kernels_by_name(kernel) : rc_kernels();
+    if (!ks) return rc_error_prefix(RWKV_ERR_UNSUPPORTED, "rwkv_matmul");
+    rc_pool *pool = rc_pool_new(n_threads);
+    if (!pool) return rc_error(RWKV_ERR_OOM, "cannot start %d threads", n_threads);
+    rc_tensor t = {"W", dtype, 2, {rows, cols, 0, 0}, rows * cols, nbytes, W, 0, NULL, NULL};
+    rc_matmul_with(ks, pool, &t, X, T, Y);
+    rc_pool_free(pool);
+    return RWKV_OK;
+}

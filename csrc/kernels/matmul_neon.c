@@ -1,0 +1,151 @@
+/* matmul_neon.c: AArch64 Advanced SIMD (NEON) kernels, baseline armv8-a (every 64-bit ARM CPU).
+ *
+ *   f32, f16   4-wide FMA (f16 widened with fcvtl, part of armv8.0)
+ *   q8         int8 weights times the prepared int16 activations with smlal (widening multiply-add)
+ *   q4         4-bit codes -> codebook values with one tbl, times the prepared int8 activations with
+ *              smull + sadalp (pairwise add into int32)
+ * matmul_neon_dotprod.c replaces the q4 product with sdot where the CPU has the dot-product extension. */
+#include <arm_neon.h>
+
+#include "kernels/matmul.h"
+#include "kernels/matmul_neon.h"
+#include "kernels/quant.h"
+
+static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, vld1q_f32(w + i + 8), vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, vld1q_f32(w + i + 12), vld1q_f32(x + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) s += rc_f16_to_f32(w[i]) * x[i];
+    return s;
+}
+
+void rc_neon_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out) {
+    for (uint64_t o = r0; o < r1; o++)
+        for (uint64_t t = 0; t < T; t++)
+            Y[t * out + o] = rc_dot_f32((const float *)W + o * in, (const float *)X + t * in, in);
+}
+
+void rc_neon_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out) {
+    for (uint64_t o = r0; o < r1; o++)
+        for (uint64_t t = 0; t < T; t++)
+            Y[t * out + o] = rc_dot_f16((const uint16_t *)W + o * in, (const float *)X + t * in, in);
+}
+
+/* q8: one block = 32 int8 x int16 products */
+static inline int32x4_t rc_block_q8(const int8_t *w, const int16_t *x) {
+    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
+    int32x4_t a = vmull_s16(vget_low_s16(vmovl_s8(vget_low_s8(w0))), vld1_s16(x));
+    a = vmlal_high_s16(a, vmovl_s8(vget_low_s8(w0)), vld1q_s16(x));
+    a = vmlal_s16(a, vget_low_s16(vmovl_high_s8(w0)), vld1_s16(x + 8));
+    a = vmlal_high_s16(a, vmovl_high_s8(w0), vld1q_s16(x + 8));
+    a = vmlal_s16(a, vget_low_s16(vmovl_s8(vget_low_s8(w1))), vld1_s16(x + 16));
+    a = vmlal_high_s16(a, vmovl_s8(vget_low_s8(w1)), vld1q_s16(x + 16));
+    a = vmlal_s16(a, vget_low_s16(vmovl_high_s8(w1)), vld1_s16(x + 24));
+    a = vmlal_high_s16(a, vmovl_high_s8(w1), vld1q_s16(x + 24));
+    return a;
+}
+
+static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
+    const uint16_t *dw = rc_q_scales(row);
+    const int8_t *wq = (const int8_t *)rc_q_quants(row, nb);
+    const float *dx = rc_qx_d(qx);
+    const int16_t *xq = rc_qx_q16(qx, nb);
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    uint64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(rc_block_q8(wq + b * RC_QK, xq + b * RC_QK)), rc_f16_to_f32(dw[b]) * dx[b]);
+        a1 = vfmaq_n_f32(a1, vcvtq_f32_s32(rc_block_q8(wq + (b + 1) * RC_QK, xq + (b + 1) * RC_QK)),
+                         rc_f16_to_f32(dw[b + 1]) * dx[b + 1]);
+    }
+    if (b < nb)
+        a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(rc_block_q8(wq + b * RC_QK, xq + b * RC_QK)), rc_f16_to_f32(dw[b]) * dx[b]);
+    return vaddvq_f32(vaddq_f32(a0, a1));
+}
+
+/* q4: 16 int8 weights x 16 int8 activations -> 4 int32 partial sums (no dot-product extension) */
+static inline int32x4_t rc_dot16(int32x4_t acc, int8x16_t v, int8x16_t x) {
+    int16x8_t p = vmull_s8(vget_low_s8(v), vget_low_s8(x));
+    p = vmlal_high_s8(p, v, x); /* |127 * 127| * 2 < 2^15: no overflow */
+    return vpadalq_s16(acc, p);
+}
+
+static int32x4_t rc_block_q4_neon(int8x16_t lo, int8x16_t hi, const int8_t *x) {
+    return rc_dot16(rc_dot16(vdupq_n_s32(0), lo, vld1q_s8(x)), hi, vld1q_s8(x + 16));
+}
+
+float rc_neon_row_q4(const uint8_t *row, uint64_t nb, const void *qx, rc_neon_block_fn block) {
+    const uint16_t *dw = rc_q_scales(row);
+    const uint8_t *qs = rc_q_quants(row, nb);
+    const float *dx = rc_qx_d(qx);
+    const int8_t *xq = rc_qx_q(qx, nb);
+    const int8x16_t table = vld1q_s8(rc_q4_values);
+    const uint8x16_t m4 = vdupq_n_u8(0x0f);
+    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+    uint64_t b = 0;
+    while (b < nb) {
+        uint64_t first, blocks, offset;
+        rc_q4_unit_of(nb, b, &first, &blocks, &offset);
+        const uint8_t *u = qs + offset;
+        /* a unit of n = 32k weights is 16k bytes; byte i: low nibble w[i], high nibble w[i + n/2].
+         * 16 bytes at u + 16j give weights 16j.. (low) and n/2 + 16j.. (high). */
+        int8x16_t v[8];
+        for (uint64_t j = 0; j < blocks; j++) {
+            const uint8x16_t q = vld1q_u8(u + 16 * j);
+            v[j] = vqtbl1q_s8(table, vandq_u8(q, m4));
+            v[blocks + j] = vqtbl1q_s8(table, vshrq_n_u8(q, 4));
+        }
+        /* v[2k], v[2k+1] are block k of the unit (weights 0-15 and 16-31) */
+        for (uint64_t k = 0; k < blocks; k++) {
+            const uint64_t bb = b + k;
+            acc[k] = vfmaq_n_f32(acc[k], vcvtq_f32_s32(block(v[2 * k], v[2 * k + 1], xq + bb * RC_QK)),
+                                 rc_f16_to_f32(dw[bb]) * dx[bb]);
+        }
+        b += blocks;
+    }
+    return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+}
+
+void rc_neon_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                       uint64_t out) {
+    const uint64_t nb = in / RC_QK, rb = nb * RC_Q8_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q8_0, in);
+    for (uint64_t o = r0; o < r1; o++)
+        for (uint64_t t = 0; t < T; t++)
+            Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
+}
+
+static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                       uint64_t out) {
+    const uint64_t nb = in / RC_QK, rb = nb * RC_Q4_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    for (uint64_t o = r0; o < r1; o++)
+        for (uint64_t t = 0; t < T; t++)
+            Y[t * out + o] = rc_neon_row_q4((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs,
+                                            rc_block_q4_neon);
+}
+
+const rc_kernel_set rc_kernels_neon = {
+    .name = "neon",
+    .rows = {[RWKV_DTYPE_F32] = rc_neon_rows_f32, [RWKV_DTYPE_F16] = rc_neon_rows_f16, [RWKV_DTYPE_Q8_0] = rc_neon_rows_q8,
+             [RWKV_DTYPE_Q4] = rc_rows_q4},
+};

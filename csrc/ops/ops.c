@@ -1,0 +1,76 @@
+/* ops.c: reference element-wise operations. Norms accumulate in double: they are O(n) per token, so the
+ * extra precision is free next to the matrix products and keeps them close to torch's fp32 results. */
+#include <math.h>
+
+#include "ops/ops.h"
+
+void rc_layer_norm(const float *x, const float *w, const float *b, uint64_t n, float eps, float *y) {
+    double mean = 0, var = 0;
+    for (uint64_t i = 0; i < n; i++) mean += x[i];
+    mean /= (double)n;
+    for (uint64_t i = 0; i < n; i++) {
+        double d = x[i] - mean;
+        var += d * d;
+    }
+    var /= (double)n;
+    float inv = (float)(1.0 / sqrt(var + eps));
+    float m = (float)mean;
+    for (uint64_t i = 0; i < n; i++) y[i] = (x[i] - m) * inv * w[i] + b[i];
+}
+
+void rc_group_norm(const float *x, const float *w, const float *b, uint64_t n_groups, uint64_t group_size,
+                   float eps, float *y) {
+    for (uint64_t g = 0; g < n_groups; g++) {
+        uint64_t o = g * group_size;
+        rc_layer_norm(x + o, w + o, b + o, group_size, eps, y + o);
+    }
+}
+
+void rc_token_mix(const float *cur, const float *prev, const float *mix, uint64_t n, float *out) {
+    for (uint64_t i = 0; i < n; i++) out[i] = cur[i] * mix[i] + prev[i] * (1.0f - mix[i]);
+}
+
+void rc_token_lerp(const float *cur, const float *delta, const float *coef, uint64_t n, float *out) {
+    for (uint64_t i = 0; i < n; i++) out[i] = cur[i] + delta[i] * coef[i];
+}
+
+float rc_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void rc_sigmoid_inplace(float *x, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) x[i] = rc_sigmoid(x[i]);
+}
+
+void rc_silu_inplace(float *x, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) x[i] = x[i] * rc_sigmoid(x[i]);
+}
+
+void rc_relu_sq_inplace(float *x, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) {
+        float v = x[i] > 0 ? x[i] : 0;
+        x[i] = v * v;
+    }
+}
+
+void rc_tanh_inplace(float *x, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) x[i] = tanhf(x[i]);
+}
+
+void rc_l2_normalize(const float *x, uint64_t n, float eps, float *y) {
+    double ss = 0;
+    for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float norm = (float)sqrt(ss);
+    float d = norm > eps ? norm : eps;
+    for (uint64_t i = 0; i < n; i++) y[i] = x[i] / d;
+}
+
+void rc_mul_inplace(float *x, const float *y, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) x[i] *= y[i];
+}
+
+void rc_add_inplace(float *x, const float *y, uint64_t n) {
+    for (uint64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+void rc_sub(const float *a, const float *b, uint64_t n, float *out) {
+    for (uint64_t i = 0; i < n; i++) out[i] = a[i] - b[i];
+}
