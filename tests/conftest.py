@@ -9,6 +9,21 @@ import pytest
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
+# Tests that start `python -m rwkv_cpu.cli ...` or `python -c ...` must import the *installed* package (which
+# holds the compiled library), never the source tree's rwkv_cpu/ that `python -m/-c` would find first through the
+# working directory when pytest runs from the repository root. So every test runs from a neutral directory.
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _neutral_working_directory(tmp_path_factory):
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 # fixture name -> checkpoint layouts present in tests/data
 V52_FIXTURES = ["tiny-5v2-730K", "random-5v2"]
 # the other versions' reference fixtures (tests/test_versions.py): fixture name -> model.arch

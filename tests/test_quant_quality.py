@@ -118,8 +118,10 @@ def test_model_same_with_every_family(models, tmp_path, family, kind):
     # recurrent steps to ~1e-3 of the logits (f32, q8: measured 1.5e-3 at most); a wrong kernel is off by
     # units. q4 rounds activations to int8: a 1e-7 difference can flip one rounding by one step, which moves
     # the logits by as much as int8 activations do at all, and the recurrent state carries it on (measured:
-    # max 0.18, mean KL 1.8e-4 between the two, 1/300 of q4's own KL to f32; the top-1 choice changes only
-    # at near-ties), so there the families are compared by KL, and by top-1 where the choice is decisive.
+    # max 0.15 (avx2) and 0.19 (avx512, native), mean 0.015, mean KL ~2e-4 between the two, 1/300 of q4's own
+    # KL to f32; the top-1 choice changes only at near-ties, margins up to 0.14 seen), so there the families are
+    # compared by KL, and by top-1 where the choice is decisive: a margin of 0.5, which only a logit moved by
+    # 0.25 (1.3x the largest difference measured) could flip.
     path = models[("tiny", kind)]
     out = {}
     for fam in ("scalar", family):
@@ -131,7 +133,7 @@ def test_model_same_with_every_family(models, tmp_path, family, kind):
     if kind == "q4":
         assert mean_kl(out["scalar"], out[family]) < 1e-3
         s = np.sort(out["scalar"], axis=1)
-        decisive = s[:, -1] - s[:, -2] > 0.1
+        decisive = s[:, -1] - s[:, -2] > 0.5
         assert top1_agreement(out["scalar"][decisive], out[family][decisive]) == 1.0
     else:
         assert np.abs(out[family] - out["scalar"]).max() < 1e-2
