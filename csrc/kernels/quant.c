@@ -44,6 +44,11 @@ static inline float rc_round_even(float v) {
     return r - big;
 }
 
+/* v clamped to [-lim, lim], and NaN to 0: converting NaN to an integer type is undefined behaviour (x86 gives
+ * INT_MIN), and a non-finite activation block, whose scale is NaN, computes xb[j] * 0 = NaN for its inf/NaN
+ * entries. (The block's NaN scale still makes the products non-finite, as the NaN policy says.) */
+static inline float rc_clamp_q(float v, float lim) { return v > lim ? lim : v < -lim ? -lim : v == v ? v : 0.0f; }
+
 uint64_t rc_q_row_bytes(uint32_t dtype, uint64_t in) {
     if (in == 0 || in % RC_QK) return 0;
     if (dtype == RWKV_DTYPE_Q8_0) return in / RC_QK * RC_Q8_BLOCK_BYTES;
@@ -257,8 +262,7 @@ static void rc_qx_prepare16(const float *X, uint64_t in, uint64_t T, void *out) 
             float db = rc_block_scale(xb, 32767.0f);
             float id = db > 0 ? 1.0f / db : 0.0f; /* NaN > 0 is false: a non-finite block quantizes to 0 */
             for (int j = 0; j < RC_QK; j++) {
-                float v = rc_round_even(xb[j] * id);
-                q[b * RC_QK + j] = (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
+                q[b * RC_QK + j] = (int16_t)rc_clamp_q(rc_round_even(xb[j] * id), 32767.0f);
             }
             d[b] = db;
         }
@@ -282,8 +286,7 @@ void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, void
             float id = db > 0 ? 1.0f / db : 0.0f;
             int sum = 0;
             for (int j = 0; j < RC_QK; j++) {
-                int v = (int)rc_round_even(xb[j] * id);
-                v = v > 127 ? 127 : v < -127 ? -127 : v;
+                int v = (int)rc_clamp_q(rc_round_even(xb[j] * id), 127.0f);
                 q[b * RC_QK + j] = (int8_t)v;
                 sum += v;
             }
