@@ -130,14 +130,10 @@ void rwkv_model_free(rwkv_model *m) {
     free(m);
 }
 
-int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
-    if (!out) return rc_error(RWKV_ERR_ARG, "out is NULL");
-    *out = NULL;
-    rwkv_model *m = calloc(1, sizeof *m);
-    if (!m) return rc_error(RWKV_ERR_OOM, "out of memory");
-    pthread_mutex_init(&m->lock, NULL);
-    int st = rc_file_open(path, &m->file);
-    if (st) { free(m); return st; }
+/* Finish loading m around its parsed file m->file: copy the header, bind the architecture's tensors, make the
+ * thread pool. `what` names the source in messages (the path). On failure m is freed. */
+static int rc_model_init(rwkv_model *m, const char *what, int n_threads, rwkv_model **out) {
+    int st;
     const rc_file *f = &m->file;
     rwkv_model_info *in = &m->info;
     in->arch = f->arch;
@@ -157,14 +153,13 @@ int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
     }
     m->arch = rc_arch_find(f->arch);
     if (!m->arch) {
-        st = rc_error(RWKV_ERR_UNSUPPORTED, "%s: architecture %s (id %u) is not supported by this build", path,
+        st = rc_error(RWKV_ERR_UNSUPPORTED, "%s: architecture %s (id %u) is not supported by this build", what,
                       rwkv_arch_name(f->arch), f->arch);
-        m->arch = NULL;
         rwkv_model_free(m);
         return st;
     }
     if ((st = rc_bind_common(m)) || (st = m->arch->bind(m))) {
-        rc_error_prefix(st, "%s", path);
+        rc_error_prefix(st, "%s", what);
         rwkv_model_free(m);
         return st;
     }
@@ -175,6 +170,38 @@ int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
     }
     *out = m;
     return RWKV_OK;
+}
+
+static rwkv_model *rc_model_alloc(void) {
+    rwkv_model *m = calloc(1, sizeof *m);
+    if (m) pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
+    if (!out) return rc_error(RWKV_ERR_ARG, "out is NULL");
+    *out = NULL;
+    rwkv_model *m = rc_model_alloc();
+    if (!m) return rc_error(RWKV_ERR_OOM, "out of memory");
+    int st = rc_file_open(path, &m->file);
+    if (st) {
+        rwkv_model_free(m);
+        return st;
+    }
+    return rc_model_init(m, path, n_threads, out);
+}
+
+int rc_model_load_image(const uint8_t *data, uint64_t size, int n_threads, rwkv_model **out) {
+    if (!out || (!data && size)) return rc_error(RWKV_ERR_ARG, "NULL argument");
+    *out = NULL;
+    rwkv_model *m = rc_model_alloc();
+    if (!m) return rc_error(RWKV_ERR_OOM, "out of memory");
+    int st = rc_file_parse(data, size, &m->file);
+    if (st) {
+        rwkv_model_free(m);
+        return st;
+    }
+    return rc_model_init(m, "model image", n_threads, out);
 }
 
 int rwkv_model_set_threads(rwkv_model *m, int n_threads) {

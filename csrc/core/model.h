@@ -58,6 +58,10 @@ struct rc_arch {
 };
 
 const rc_arch *rc_arch_find(uint32_t id);
+
+/* rwkv_model_load for a file image held in memory (the fuzzers' entry point); data must outlive the model,
+ * which does not own it. */
+int rc_model_load_image(const uint8_t *data, uint64_t size, int n_threads, rwkv_model **out);
 extern const rc_arch rc_arch_v4;
 extern const rc_arch rc_arch_v5; /* 5.0, 5.1 and 5.2: bind reads the variant from info.arch */
 extern const rc_arch rc_arch_v6;
