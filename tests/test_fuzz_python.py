@@ -17,7 +17,8 @@ import fuzz_python as fp  # noqa: E402
 
 SEEDS = {t: list(fp.seeds(t)) for t in fp.TARGETS}
 # small seeds only for mutation (a mutated 28 KB pickle is slow to interpret in pure Python)
-MUTATION_SEEDS = {t: [d for _, d in SEEDS[t] if len(d) <= 8192] for t in fp.TARGETS}
+MUTATION_SEEDS = {t: [d for n, d in SEEDS[t] if n.startswith("corpus/") and len(d) <= (8192 if t == "pickle" else 65536)]
+                  for t in fp.TARGETS}
 FUZZ_SETTINGS = settings(max_examples=120, deadline=None, derandomize=True,
                          suppress_health_check=list(HealthCheck))
 

@@ -4,6 +4,8 @@
     torch_zip     a .pth / pytorch_model.bin zip archive (torch_zip.open_torch_zip), then every tensor's rows
     safetensors   a .safetensors file (safetensors_reader.open_safetensors), then every tensor's rows
     index_json    a sharded checkpoint's *.index.json (safetensors_reader.read_index)
+    state_file    a state file image, through the Python API (Model.state_from_bytes, read_state_header): the C
+                  reader, then the metadata JSON
     tokenizer     a model file's embedded tokenizer blob (Tokenizer._from_blob: World via the C library, or a
                   Hugging Face tokenizers JSON)
 
@@ -35,12 +37,14 @@ if __name__ == "__main__":   # coverage instrumentation for the package's module
         import rwkv_cpu.convert  # noqa: F401
         import rwkv_cpu.tokenizer  # noqa: F401
 
+import rwkv_cpu
+import rwkv_cpu.model
 from rwkv_cpu.convert import pickle_reader, safetensors_reader, torch_zip
 from rwkv_cpu.errors import RwkvError
 from rwkv_cpu.tokenizer import Tokenizer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TARGETS = ["pickle", "torch_zip", "safetensors", "index_json", "tokenizer"]
+TARGETS = ["pickle", "torch_zip", "safetensors", "index_json", "state_file", "tokenizer"]
 # a RAM-backed directory for the readers that take a path
 _TMP = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
@@ -107,6 +111,20 @@ def target_index_json(data: bytes) -> None:
         with open(path, "wb") as f:
             f.write(data)
         safetensors_reader.read_index(path)
+
+
+_MODEL = []
+
+
+def target_state_file(data: bytes) -> None:
+    """Against the bundled model (v5.2, 12 layers, n_embd 64): the seeds are its states."""
+    if not _MODEL:
+        _MODEL.append(rwkv_cpu.Model(n_threads=1))
+    state = _MODEL[0].state_from_bytes(data)
+    assert isinstance(state.meta, dict)
+    with _as_file(data, ".state") as path:
+        head = rwkv_cpu.model.read_state_header(path)
+    assert isinstance(head["meta"], dict)
 
 
 def target_tokenizer(data: bytes) -> None:

@@ -202,6 +202,19 @@ def make_texts():
         f.write(np.array([0, 1, 256, 65529, 33, 10000, 65535, -1], dtype="<i4").tobytes())
 
 
+def make_python_state_seeds():
+    """States of the bundled model (what the py_state_file target loads them into)."""
+    import rwkv_cpu
+    d = os.path.join(CORPUS, "py_state_file")
+    os.makedirs(d, exist_ok=True)
+    m = rwkv_cpu.Model(n_threads=1)
+    _, s = m.forward([1, 2, 3])
+    with open(os.path.join(d, "bundled.state"), "wb") as f:
+        f.write(s.to_bytes({"kind": "chat", "turns": 1, "user": "User"}))
+    with open(os.path.join(d, "bundled-bare.state"), "wb") as f:
+        f.write(m.new_state().to_bytes())
+
+
 def make_python_seeds():
     import zipfile
     sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -237,6 +250,7 @@ def make_python_seeds():
         f.write(bytes([TOK_WORLD]) + b"\n".join(small_vocab().split(b"\n")[:300]))
     with open(os.path.join(d, "bytes.bin"), "wb") as f:
         f.write(bytes([TOK_BYTES]))
+    make_python_state_seeds()
     import tokenizers
     bpe = tokenizers.ByteLevelBPETokenizer()
     bpe.train_from_iterator(["The cat sat on the mat. Hello, world!"] * 4, vocab_size=280, min_frequency=1,
@@ -247,7 +261,7 @@ def make_python_seeds():
 
 def main():
     for sub in ("model_file", "state_file", "vocab", "tokenizer", "py_pickle", "py_torch_zip", "py_safetensors",
-                "py_index_json", "py_tokenizer"):
+                "py_index_json", "py_state_file", "py_tokenizer"):
         p = os.path.join(CORPUS, sub)
         shutil.rmtree(p, ignore_errors=True)
         os.makedirs(p)
