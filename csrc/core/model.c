@@ -9,6 +9,11 @@
 
 #define RC_VERSION "0.1.0"
 
+/* The recurrent state of v5-v7 holds n_head x head_size x head_size floats per layer: quadratic in head_size,
+ * while the weights that a file must hold grow linearly with it. Real models use 64; this bound keeps a header
+ * from turning a small file into a state of terabytes (dim_att 2^20 with head_size 2^20: 4 TiB per layer). */
+#define RC_MAX_HEAD_SIZE 256u
+
 const char *rwkv_version(void) { return RC_VERSION; }
 
 const char *rwkv_arch_name(uint32_t arch) {
@@ -155,6 +160,12 @@ static int rc_model_init(rwkv_model *m, const char *what, int n_threads, rwkv_mo
     if (!m->arch) {
         st = rc_error(RWKV_ERR_UNSUPPORTED, "%s: architecture %s (id %u) is not supported by this build", what,
                       rwkv_arch_name(f->arch), f->arch);
+        rwkv_model_free(m);
+        return st;
+    }
+    if (f->arch != RWKV_ARCH_V4 && f->head_size > RC_MAX_HEAD_SIZE) {
+        st = rc_error(RWKV_ERR_FORMAT, "%s: head_size %u is above the limit %u (real models use 64)", what,
+                      f->head_size, RC_MAX_HEAD_SIZE);
         rwkv_model_free(m);
         return st;
     }
