@@ -142,3 +142,32 @@ def test_gil_is_released_during_evaluation(model):
     inside = [x for x in ticks if window["start"] < x < window["end"]]
     duration = window["end"] - window["start"]
     assert len(inside) >= 10, f"only {len(inside)} ticks of another thread during a {duration:.3f} s evaluation"
+
+
+def test_set_threads_while_others_evaluate(model):
+    """Changing the pool size while other threads evaluate waits for the running evaluation; results are the
+    same (each output row is computed whole by one thread, whatever the pool size)."""
+    prompts = _prompts(model)
+    sequential, concurrent = {}, {}
+    for i, toks in enumerate(prompts):
+        _run(model, toks, sequential, i)
+    stop = threading.Event()
+
+    def toggle():
+        n = 0
+        while not stop.is_set():
+            model.n_threads = 1 + n % 2
+            n += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=toggle)
+    t.start()
+    try:
+        _run_threads(_run, [(model, toks, concurrent, i) for i, toks in enumerate(prompts)])
+    finally:
+        stop.set()
+        t.join()
+        model.n_threads = 2
+    for i in range(len(prompts)):
+        np.testing.assert_array_equal(concurrent[i][0], sequential[i][0])
+        np.testing.assert_array_equal(concurrent[i][1], sequential[i][1])

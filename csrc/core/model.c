@@ -179,6 +179,7 @@ static int rc_model_init(rwkv_model *m, const char *what, int n_threads, rwkv_mo
         rwkv_model_free(m);
         return st;
     }
+    in->n_threads = atomic_load(&m->n_threads);
     *out = m;
     return RWKV_OK;
 }
@@ -233,7 +234,7 @@ int rwkv_model_set_threads(rwkv_model *m, int n_threads) {
     pthread_mutex_lock(&m->lock);
     rc_pool_free(m->pool);
     m->pool = p;
-    m->info.n_threads = (uint32_t)rc_pool_threads(p);
+    atomic_store(&m->n_threads, (uint32_t)rc_pool_threads(p));
     pthread_mutex_unlock(&m->lock);
     return RWKV_OK;
 }
@@ -241,6 +242,7 @@ int rwkv_model_set_threads(rwkv_model *m, int n_threads) {
 int rwkv_model_get_info(const rwkv_model *m, rwkv_model_info *out) {
     if (!m || !out) return rc_error(RWKV_ERR_ARG, "NULL argument");
     *out = m->info;
+    out->n_threads = atomic_load(&m->n_threads);
     return RWKV_OK;
 }
 

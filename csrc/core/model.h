@@ -3,6 +3,7 @@
 #define RC_MODEL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "core/common.h"
 #include "core/model_file.h"
@@ -39,6 +40,9 @@ struct rwkv_model {
     rc_tensor emb, head, ln_out_w, ln_out_b;
     rc_pool *pool;
     pthread_mutex_t lock;         /* serializes evaluations: pool and scratch */
+    /* the pool's size now; info is never written after loading (states copy it while threads evaluate and
+     * rwkv_model_set_threads swaps the pool), so rwkv_model_get_info reads the size from here */
+    _Atomic uint32_t n_threads;
     rc_scratch scratch;
 };
 
