@@ -142,3 +142,46 @@ def test_state_save_replaces_atomically_under_a_reader(tmp_path):
         old = f.read()
     assert old == a.to_bytes() and path.read_bytes() == b.to_bytes()
     assert os.listdir(tmp_path) == ["s.state"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A real full disk: a 192 KiB tmpfs (needs root and the right to mount; skipped otherwise)."""
+    d = tmp_path / "disk"
+    d.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(d)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=True)
+
+
+def test_conversion_on_a_real_full_disk(tiny_disk):
+    out = tiny_disk / "model.rwkv"
+    (tiny_disk / "keep.txt").write_bytes(b"x")
+    with pytest.raises(rwkv_cpu.RwkvIOError, match="No space left on device"):
+        rwkv_cpu.convert.convert(TINY_PTH, str(out), progress=False)
+    assert os.listdir(tiny_disk) == ["keep.txt"]
+
+
+def test_state_save_on_a_real_full_disk(tiny_disk):
+    m = rwkv_cpu.Model(n_threads=1)
+    _, s = m.forward([1, 2, 3])
+    (tiny_disk / "filler").write_bytes(bytes(180 << 10))   # leaves less than the state's 30 KiB
+    path = tiny_disk / "chat.state"
+    path_old = tiny_disk / "old.state"
+    with pytest.raises(rwkv_cpu.RwkvIOError, match="No space left on device"):
+        s.save(path)
+    assert sorted(os.listdir(tiny_disk)) == ["filler"]
+    (tiny_disk / "filler").unlink()
+    s.save(path_old)
+    old = s.to_bytes()
+    (tiny_disk / "filler").write_bytes(bytes(150 << 10))
+    m.forward([4, 5], s)   # advances s in place
+    with pytest.raises(rwkv_cpu.RwkvIOError, match="No space left on device"):
+        s.save(path_old)
+    assert path_old.read_bytes() == old and sorted(os.listdir(tiny_disk)) == ["filler", "old.state"]
