@@ -4,7 +4,8 @@
  *   cmake -S . -B build/bench -G Ninja -DRWKV_BUILD_TESTS=ON && ninja -C build/bench bench_kernels
  *   build/bench/bench_kernels [reps]           (RWKV_CPU_KERNEL=scalar|avx2|... picks the family,
  *                                               RWKV_BENCH_DTYPE=f32|f16|q8|q4 one dtype only,
- *                                               RWKV_BENCH_CACHE=1 the in-cache shape only)
+ *                                               RWKV_BENCH_CACHE=1 the in-cache shape only,
+ *                                               RWKV_BENCH_SHAPE=0..4 one shape only)
  *
  * For each shape (rows x in: 4096x4096, 14336x4096, 4096x14336, 65536x4096), dtype (f32, f16, q8, q4) and
  * thread count (1, 2): the median over reps of one T=1 product through rc_matmul on a persistent pool,
@@ -115,8 +116,10 @@ int main(int argc, char **argv) {
     for (int s = 0; s < 5; s++) {
         const uint64_t rows = shapes[s][0], in = shapes[s][1];
         const int in_cache = s == 4;
-        const char *cache_only = getenv("RWKV_BENCH_CACHE"); /* "1": the in-cache shape only (for perf stat) */
+        const char *cache_only = getenv("RWKV_BENCH_CACHE"); /* "1": the in-cache shape only */
         if (cache_only && *cache_only == '1' && !in_cache) continue;
+        const char *shape_only = getenv("RWKV_BENCH_SHAPE"); /* "0".."4": that shape only */
+        if (shape_only && *shape_only && atoi(shape_only) != s) continue;
         float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
         for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
         for (int d = 0; d < 4; d++) {

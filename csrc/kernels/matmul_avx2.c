@@ -31,6 +31,8 @@ static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(w + i) + RC_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + i) + RC_PREFETCH + 64, _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -47,6 +49,7 @@ static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
     uint64_t i = 0;
 #define RC_H(k) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + (k))))
     for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(w + i) + RC_PREFETCH, _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(RC_H(0), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(RC_H(8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(RC_H(16), _mm256_loadu_ps(x + i + 16), a2);
