@@ -315,6 +315,25 @@ static void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, 
     }
 }
 
+/* One block of 32 floats -> int8 (dx = max|x| / 127), written in input order to q; returns dx, *sum = sum q.
+ * Written as plain loops over a local buffer so that the compiler vectorizes them. */
+static float rc_q8_block(const float *xb, int8_t q[RC_QK], int *sum) {
+    const float db = rc_block_scale(xb, 127.0f);
+    const float id = db > 0 ? 1.0f / db : 0.0f;
+    int v[RC_QK], s = 0;
+    for (int j = 0; j < RC_QK; j++) {
+        float r = rc_round_even(xb[j] * id);
+        r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+        v[j] = (int)r;
+    }
+    for (int j = 0; j < RC_QK; j++) {
+        q[j] = (int8_t)v[j];
+        s += v[j];
+    }
+    *sum = s;
+    return db;
+}
+
 /* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8 in the group order) */
 static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
     const uint64_t nb = in / RC_QK;
@@ -323,18 +342,12 @@ static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, v
     uint32_t next = 0;
     float buf[RC_QK];
     for (uint64_t b = 0; b < nb; b++) {
-        const float *xb = rc_scaled_block(x, b, cs, &next, buf);
-        float db = rc_block_scale(xb, 127.0f);
-        float id = db > 0 ? 1.0f / db : 0.0f;
-        int sum = 0;
-        for (int j = 0; j < RC_QK; j++) {
-            int v = (int)rc_round_even(xb[j] * id);
-            v = v > 127 ? 127 : v < -127 ? -127 : v;
-            q[rc_qx_q4_index(nb, b, (uint64_t)j)] = (int8_t)v;
-            sum += v;
-        }
-        d[b] = db;
-        s[b] = db * (float)sum;
+        int8_t qb[RC_QK];
+        int sum;
+        d[b] = rc_q8_block(rc_scaled_block(x, b, cs, &next, buf), qb, &sum);
+        s[b] = d[b] * (float)sum;
+        /* the 8 runs of 4 weights of the block to their places in the group order (rc_qx_q4_index) */
+        for (uint64_t c = 0; c < RC_QK / 4; c++) memcpy(q + rc_qx_q4_index(nb, b, 4 * c), qb + 4 * c, 4);
     }
 }
 
