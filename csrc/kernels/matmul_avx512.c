@@ -127,6 +127,11 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
 }
 
 /* ---- q4 ------------------------------------------------------------------------------------------------ */
+/* rc_q4_scale with the hardware f16 conversion (the same exact value) */
+static inline float rc_q4_scale_hw(const rc_q4_row *r, uint64_t b) {
+    return _cvtsh_ss(r->D[b / RC_Q4_SUPER]) * (float)r->s[b] * 0.0078125f;
+}
+
 /* the scales of blocks [b, b + 16) = two whole super-blocks (b a multiple of 16): exact, as rc_q4_scale */
 static inline __m512 rc_q4_scales16(const rc_q4_row *r, uint64_t b) {
     const __m512 s = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(r->s + b))));
@@ -175,7 +180,7 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     if (b < nb) { /* the short last group */
         const uint64_t n = nb - b;
         float dw[RC_Q4_GROUP] = {0};
-        for (uint64_t k = 0; k < n; k++) dw[k] = rc_q4_scale(r, b + k);
+        for (uint64_t k = 0; k < n; k++) dw[k] = rc_q4_scale_hw(r, b + k);
         const __mmask16 lanes = (__mmask16)((1u << n) - 1);
         const __m512i dot = rc_q4_group_dot(r->codes + 16 * b, xq + 32 * b, n, 0, (__mmask64)((1ull << (4 * n)) - 1));
         const __m512 w = _mm512_loadu_ps(dw);
