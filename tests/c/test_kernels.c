@@ -4,7 +4,8 @@
  * reported and left out. Prints "N passed, N failed" and exits non-zero on any failure.
  *
  * Checks per family and dtype (f32, f16, q8, q4): shapes with odd sizes, widths not a multiple of 8/16 for
- * floats and every q4 unit mix for q8/q4 (1..40 blocks), T = 1 and 3; one row; zero input -> zero output;
+ * floats and 1..40 blocks for q8/q4 (q4 from 2: whole and short groups and super-blocks), T = 1 and 3; one row;
+ * zero input -> zero output;
  * huge finite inputs stay finite and accurate; NaN / inf input -> non-finite outputs (the NaN policy); q8/q4
  * with column scales against the float product of the real weights. */
 #include <math.h>
