@@ -15,7 +15,8 @@
  * Memory, not cache: each product and each read uses the next of enough copies of the matrix to fill
  * RWKV_BENCH_MB (default 1536) MB, more than the last-level cache (this VM reports 480 MB of L3), so every
  * byte comes from DRAM, as in a 7B model's decode. The last shape, 256x4096 (0.6-4 MB, one copy, in the
- * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth.
+ * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth; and last,
+ * the rows function alone on 64x4096 (no activation step, no pool), fastest of 10 x reps.
  * Weights are random bytes in the dtype's layout (finite scales): speed does not depend on the values. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -105,6 +106,35 @@ static void fill(uint8_t *w, uint32_t dtype, uint64_t rows, uint64_t in, uint64_
         }
 }
 
+/* The rows function alone (no activation step, no pool): 64 rows x 4096 in cache, fastest of reps, in
+ * G weights/s: the kernel's own compute ceiling. */
+static void rows_alone(uint32_t dtype, int reps) {
+    const uint64_t rows = 64, in = 4096, bytes = rc_row_bytes(dtype, in) * rows;
+    uint8_t *w = rc_alloc(bytes);
+    float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
+    void *qx = rc_alloc(rc_qx_stride(RWKV_DTYPE_Q8_0, in));
+    if (!w || !x || !y || !qx) { printf("out of memory\n"); exit(1); }
+    fill(w, dtype, rows, in, bytes, 7);
+    for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    const void *X = x;
+    if (dtype == RWKV_DTYPE_Q8_0 || dtype == RWKV_DTYPE_Q4) {
+        rc_qx_prepare(dtype, x, in, 1, NULL, qx);
+        X = qx;
+    }
+    const rc_kernel_set *ks = rc_kernels();
+    rc_rows_fn fn = ks->rows[dtype] ? ks->rows[dtype] : rc_kernels_scalar.rows[dtype];
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        fn(w, in, 0, rows, X, 1, y, rows);
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    printf("rows function alone, %llux%llu %-5s best %8.1f G weights/s %8.1f GB/s\n", (unsigned long long)rows,
+           (unsigned long long)in, rwkv_dtype_name(dtype), rows * in / best / 1e9, bytes / best / 1e9);
+    rc_free(w); rc_free(x); rc_free(y); rc_free(qx);
+}
+
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1) reps = 1;
@@ -161,5 +191,9 @@ int main(int argc, char **argv) {
         rc_free(x);
         rc_free(y);
     }
+    static const uint32_t all[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
+    const char *only = getenv("RWKV_BENCH_DTYPE");
+    for (int d = 0; d < 4; d++)
+        if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10);
     return 0;
 }
