@@ -3,7 +3,8 @@
  *   f32, f16   4-wide FMA (f16 widened with fcvtl, part of armv8.0)
  *   q8         int8 weights times the prepared int16 activations with smlal (widening multiply-add)
  *   q4         4-bit codes -> codebook values with one tbl, times the prepared int8 activations with
- *              smull + sadalp (pairwise add into int32)
+ *              smull, a pairwise add (addp) and sadalp: one int32 lane per block of the group packing
+ *              (quant.h), 4 blocks per 16 bytes
  * matmul_neon_dotprod.c replaces the q4 product with sdot where the CPU has the dot-product extension. */
 #include <arm_neon.h>
 
@@ -27,14 +28,21 @@ static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
 }
 
 static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0; /* four chains: FMA latency x 2 pipes */
     uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const float16x8_t h0 = vreinterpretq_f16_u16(vld1q_u16(w + i)), h1 = vreinterpretq_f16_u16(vld1q_u16(w + i + 8));
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h0)), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h0), vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, vcvt_f32_f16(vget_low_f16(h1)), vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, vcvt_high_f32_f16(h1), vld1q_f32(x + i + 12));
+    }
     for (; i + 8 <= n; i += 8) {
-        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
         a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
         a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
     }
-    float s = vaddvq_f32(vaddq_f32(a0, a1));
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
     for (; i < n; i++) s += rc_f16_to_f32(w[i]) * x[i];
     return s;
 }
