@@ -32,8 +32,9 @@ MODELS = [("tiny-4v0-660K", "f32"), ("tiny-4v0-660K", "q4"), ("random-5v0", "f32
 # of float additions differs, so |logit difference| <= 1e-4. q8/q4 products quantize the activations (int16 /
 # int8 steps, kernels/quant.c): a last-bit difference in a float input can move one activation by one step,
 # and layer after layer such steps add up. With int16 steps (q8) that stays below 2e-3 in a logit; with int8
-# steps (q4) it reaches ~0.15 in a logit on these fixtures, so q4 is held to the bound tests/test_quant_quality.py
-# sets between families: mean KL divergence of the next-token distributions below 1e-3.
+# steps (q4) it reaches a few hundredths in a logit on these fixtures (random-6v0: 0.045), so q4 is held to the
+# bound tests/test_quant_quality.py sets between families: mean KL divergence of the next-token distributions
+# below 1e-3.
 TOL_NATIVE = {"f32": 1e-4, "f16": 1e-4, "q8": 2e-3}
 TOL_KL_Q4 = 1e-3
 TOL_OFFICIAL = 1e-4
