@@ -88,8 +88,12 @@ class Tokenizer:
         try:
             spec = json.loads(json_text)
             hf = tokenizers.Tokenizer.from_str(json_text)
-        except Exception as e:  # json.JSONDecodeError, or the Rust exception tokenizers raises
+        except Exception as e:  # json.JSONDecodeError, RecursionError, or the Rust exception tokenizers raises
             raise ModelFormatError(f"invalid Hugging Face tokenizer JSON: {e}") from None
+        except BaseException as e:  # a Rust panic inside tokenizers: pyo3's PanicException is a BaseException
+            if type(e).__name__ != "PanicException":
+                raise
+            raise ModelFormatError(f"invalid Hugging Face tokenizer JSON (tokenizers panicked: {e})") from None
         decoder = spec.get("decoder") if isinstance(spec, dict) else None
         decoder_type = decoder.get("type") if isinstance(decoder, dict) else None
         if decoder_type != "ByteLevel":
