@@ -289,7 +289,11 @@ def _byte_level_table(hf) -> List[Optional[bytes]]:
     plain spaces), its UTF-8 text. Built once per tokenizer (one pass over the vocab)."""
     char_to_byte = {c: b for b, c in _bytes_to_unicode().items()}
     vocab = hf.get_vocab(with_added_tokens=True)
-    table: List[Optional[bytes]] = [None] * (max(vocab.values(), default=-1) + 1)
+    top = max(vocab.values(), default=-1)
+    if top >= 2 * len(vocab) + 1024:   # the table is indexed by id: a lone huge id must not size it (untrusted)
+        raise ModelFormatError(f"Hugging Face tokenizer: token ids reach {top} for {len(vocab)} tokens; ids must "
+                               "be (nearly) contiguous")
+    table: List[Optional[bytes]] = [None] * (top + 1)
     for token, id in vocab.items():
         try:
             table[id] = bytes(char_to_byte[c] for c in token)

@@ -85,6 +85,8 @@ RUNNER = textwrap.dedent(r"""
         "pickle: 10^6 nested MARKs": lambda: load_tensor_refs(b"\x80\x02" + b"(" * 1000000 + b"."),
         "pickle: memo of 2^21 entries": lambda: load_tensor_refs(b"\x80\x02N" + b"".join(b"r" + struct.pack("<I", i) for i in range(1 << 21)) + b"."),
         "pickle: a 4 GiB string": lambda: load_tensor_refs(b"\x80\x02X" + struct.pack("<I", 0xFFFFFFFF) + b"abc."),
+        # a Hugging Face tokenizer JSON (embedded in a model file) with one token id of 268,000,000
+        "hf tokenizer: token id 268,000,000": lambda: rwkv_cpu.Tokenizer.from_hf_json(open(sys.argv[3], "rb").read()[1:]),
         # zip entries
         "zip: declared size 4 GiB": lambda: open_torch_zip(zip_file("a.pth", b"\x80\x02}.", declared=0xFFFFFFF0)),
         "zip: 256 MiB of zeros declared as 16 bytes": lambda: open_torch_zip(zip_file("b.pth", bytes(256 << 20), declared=16)),
@@ -116,6 +118,7 @@ EXPECTED = {  # case -> a regex the error message must match
     "pickle: 10^6 nested MARKs": "nesting deeper",
     "pickle: memo of 2^21 entries": "memo exceeds",
     "pickle: a 4 GiB string": "exceeds the .*-byte limit",
+    "hf tokenizer: token id 268,000,000": "token ids reach 268000000",
     "zip: declared size 4 GiB": "over the .*-byte limit",
     "zip: 256 MiB of zeros declared as 16 bytes": "declared|CRC|damaged",
     "safetensors: header length 2^63": "exceeds the .*-byte limit",
@@ -127,7 +130,9 @@ EXPECTED = {  # case -> a regex the error message must match
 def results(converted):
     if "asan" in os.environ.get("LD_PRELOAD", ""):
         pytest.skip("an address-space cap cannot be combined with AddressSanitizer's shadow memory")
-    r = subprocess.run([sys.executable, "-c", RUNNER, str(BUDGET), converted("tiny-5v2-730K", dtype="f16")],
+    hf = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fuzz", "regressions", "py_tokenizer",
+                      "hf-json-token-id-268000000")
+    r = subprocess.run([sys.executable, "-c", RUNNER, str(BUDGET), converted("tiny-5v2-730K", dtype="f16"), hf],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
