@@ -321,7 +321,7 @@ static void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, 
         const float id = 1.0f / db;
         for (int j = 0; j < RC_QK; j++) {
             float v = rc_round_even(xb[j] * id);
-            v = v > 32767.0f ? 32767.0f : v < -32767.0f ? -32767.0f : v;
+            v = v > 32767.0f ? 32767.0f : v < -32767.0f ? -32767.0f : v == v ? v : 0.0f; /* NaN: see below */
             q[b * RC_QK + j] = (int16_t)v;
         }
     }
@@ -340,7 +340,10 @@ static float rc_q8_block(const float *xb, int8_t q[RC_QK], int *sum) {
     int v[RC_QK], s = 0;
     for (int j = 0; j < RC_QK; j++) {
         float r = rc_round_even(xb[j] * id);
-        r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+        /* A block whose max|x| is tiny has a subnormal scale, so id = 1/db is infinite and a 0 entry gives
+         * 0 * inf = NaN: code 0 (converting NaN to an integer is undefined; on x86 it gave INT_MIN, which then
+         * entered the block sum). */
+        r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r == r ? r : 0.0f;
         v[j] = (int)r;
     }
     for (int j = 0; j < RC_QK; j++) {
