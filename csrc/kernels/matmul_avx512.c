@@ -19,6 +19,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -190,8 +191,304 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
             Y[t * out + o] = rc_row_q4((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
 }
 
+/* ---- GEMM (gemm.h): panels of RC_MR = 32 rows (two ZMM of outputs) times NR vectors ----------------------- */
+#define RC_MR 32
+#define RC_NR_F 12     /* float: 2 x 12 accumulators */
+#define RC_NR_Q 6      /* integer: 2 x 6 int32 block sums + 2 x 6 float accumulators */
+#define RC_KC_F 512    /* inputs per float panel: 64 KB packed */
+#define RC_KC_Q 2048   /* inputs per integer panel: 64 KB packed + 64 KB unpacked rows + 8 KB scales */
+#define RC_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* Byte offsets of the panel's 32 rows for the gathers: row i at min(i, nr - 1) * stride (rows past the end
+ * of the matrix repeat its last row; their outputs are never stored). */
+static inline void rc_panel_index(uint64_t nr, uint64_t stride, __m512i *lo, __m512i *hi) {
+    int32_t idx[RC_MR];
+    for (uint64_t i = 0; i < RC_MR; i++) idx[i] = (int32_t)((i < nr ? i : nr - 1) * stride);
+    *lo = _mm512_loadu_si512((const void *)idx);
+    *hi = _mm512_loadu_si512((const void *)(idx + 16));
+}
+
+static inline __mmask16 rc_mask_lo(uint64_t nr) { return nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1); }
+static inline __mmask16 rc_mask_hi(uint64_t nr) { return nr <= 16 ? 0 : rc_mask_lo(nr - 16); }
+
+/* Y[0..nr) of one vector = acc (add: += acc) */
+static RC_ALWAYS_INLINE void rc_store_pair(float *y, __m512 a0, __m512 a1, __mmask16 m0, __mmask16 m1, int add) {
+    if (add) {
+        a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m0, y));
+        a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(m1, y + 16));
+    }
+    _mm512_mask_storeu_ps(y, m0, a0);
+    _mm512_mask_storeu_ps(y + 16, m1, a1);
+}
+
+/* f32 panel P [kc][32] from rows [0, nr) of W (W0 = row 0 at input k0, rows `in` floats apart). */
+static void rc_pack_f32(const float *W0, uint64_t in, uint64_t nr, uint64_t kc, float *P) {
+    __m512i lo, hi;
+    rc_panel_index(nr, in * sizeof(float), &lo, &hi);
+    for (uint64_t k = 0; k < kc; k++) {
+        _mm512_store_ps(P + k * RC_MR, _mm512_i32gather_ps(lo, W0 + k, 1));
+        _mm512_store_ps(P + k * RC_MR + 16, _mm512_i32gather_ps(hi, W0 + k, 1));
+    }
+}
+
+/* The same from f16 rows: one dword gather brings inputs k and k + 1 of 16 rows. */
+static void rc_pack_f16(const uint16_t *W0, uint64_t in, uint64_t nr, uint64_t kc, float *P) {
+    __m512i lo, hi;
+    rc_panel_index(nr, in * sizeof(uint16_t), &lo, &hi);
+    uint64_t k = 0;
+    for (; k + 2 <= kc; k += 2) {
+        const __m512i g0 = _mm512_i32gather_epi32(lo, W0 + k, 1), g1 = _mm512_i32gather_epi32(hi, W0 + k, 1);
+        _mm512_store_ps(P + k * RC_MR, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
+        _mm512_store_ps(P + k * RC_MR + 16, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g1)));
+        _mm512_store_ps(P + (k + 1) * RC_MR, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g0, 16))));
+        _mm512_store_ps(P + (k + 1) * RC_MR + 16, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g1, 16))));
+    }
+    for (; k < kc; k++) /* the last odd input: a dword would reach past the row */
+        for (uint64_t i = 0; i < RC_MR; i++) P[k * RC_MR + i] = _cvtsh_ss(W0[(i < nr ? i : nr - 1) * in + k]);
+}
+
+/* Y[t, 0..nr) (+)= P x X[t] for nt <= RC_NR_F vectors: 2 x nt accumulators, one broadcast per vector
+ * and input. X: vector t at X + t * ldx; Y: vector t at Y + t * ldy. */
+static RC_ALWAYS_INLINE void rc_kernel_f32(const float *P, uint64_t kc, const float *X, uint64_t ldx, const int nt,
+                                           float *Y, uint64_t ldy, __mmask16 m0, __mmask16 m1, int add) {
+    __m512 a[RC_NR_F][2];
+#pragma GCC unroll 12
+    for (int t = 0; t < nt; t++) a[t][0] = a[t][1] = _mm512_setzero_ps();
+    for (uint64_t k = 0; k < kc; k++) {
+        const __m512 w0 = _mm512_load_ps(P + k * RC_MR), w1 = _mm512_load_ps(P + k * RC_MR + 16);
+#pragma GCC unroll 12
+        for (int t = 0; t < nt; t++) {
+            const __m512 x = _mm512_set1_ps(X[t * ldx + k]);
+            a[t][0] = _mm512_fmadd_ps(w0, x, a[t][0]);
+            a[t][1] = _mm512_fmadd_ps(w1, x, a[t][1]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int t = 0; t < nt; t++) rc_store_pair(Y + t * ldy, a[t][0], a[t][1], m0, m1, add);
+}
+
+static void rc_kernel_f32_n(const float *P, uint64_t kc, const float *X, uint64_t ldx, uint64_t nt, float *Y,
+                            uint64_t ldy, __mmask16 m0, __mmask16 m1, int add) {
+    switch (nt) {
+#define RC_CASE(n) case n: rc_kernel_f32(P, kc, X, ldx, n, Y, ldy, m0, m1, add); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6)
+        RC_CASE(7) RC_CASE(8) RC_CASE(9) RC_CASE(10) RC_CASE(11) RC_CASE(12)
+#undef RC_CASE
+    default: break;
+    }
+}
+
+/* Both float types: pack each 32-row panel slice once, then run it against every group of vectors. */
+static void rc_gemm_float(uint32_t dtype, const void *W, uint64_t in, uint64_t r0, uint64_t r1, const float *X,
+                          uint64_t T, float *Y, uint64_t out, float *P) {
+    for (uint64_t p = r0; p < r1; p += RC_MR) {
+        const uint64_t nr = r1 - p < RC_MR ? r1 - p : RC_MR;
+        const __mmask16 m0 = rc_mask_lo(nr), m1 = rc_mask_hi(nr);
+        for (uint64_t k0 = 0; k0 < in; k0 += RC_KC_F) {
+            const uint64_t kc = in - k0 < RC_KC_F ? in - k0 : RC_KC_F;
+            if (dtype == RWKV_DTYPE_F32)
+                rc_pack_f32((const float *)W + p * in + k0, in, nr, kc, P);
+            else
+                rc_pack_f16((const uint16_t *)W + p * in + k0, in, nr, kc, P);
+            for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_F) {
+                const uint64_t nt = T - t0 < RC_NR_F ? T - t0 : RC_NR_F;
+                rc_kernel_f32_n(P, kc, X + t0 * in + k0, in, nt, Y + t0 * out + p, out, m0, m1, k0 > 0);
+            }
+        }
+    }
+}
+
+static void rc_gemm_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out, void *scratch) {
+    rc_gemm_float(RWKV_DTYPE_F32, W, in, r0, r1, (const float *)X, T, Y, out, (float *)scratch);
+}
+
+static void rc_gemm_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out, void *scratch) {
+    rc_gemm_float(RWKV_DTYPE_F16, W, in, r0, r1, (const float *)X, T, Y, out, (float *)scratch);
+}
+
+/* ---- integer GEMM: q4 (u8 x s8, vpdpbusd) and q8 (s16 x s16, vpdpwssd) ----------------------------------
+ * A panel slice of nbk blocks is unpacked row by row into U [32][nbk * 32] (q4: codebook value + 128 as
+ * u8; q8: int16), then transposed by dword gathers into P, the operand order of the dot instructions:
+ *     q4  P [nbk][8][32][4]    block, 4-input group, row, 4 u8 inputs
+ *     q8  P [nbk][16][32][2]   block, 2-input group, row, 2 int16 inputs
+ * D [nbk][32] holds the rows' block scales. A block is 1024 bytes of P for q4, 2048 for q8. */
+#define RC_P_BLOCK_Q4 1024
+#define RC_P_BLOCK_Q8 2048
+
+/* q8: the stored int8 values widened to int16. */
+static void rc_unpack_q8(const uint8_t *row, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
+    const int8_t *q = (const int8_t *)rc_q_quants(row, nb) + b0 * RC_QK;
+    int16_t *u16 = (int16_t *)(void *)u;
+    for (uint64_t i = 0; i < nbk * RC_QK; i += 32)
+        _mm512_storeu_si512((void *)(u16 + i), _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(q + i))));
+}
+
+/* q4: codebook values + 128. Whole 4-block units (quant.h: 64 bytes, low nibbles = blocks 0-1, high
+ * nibbles = blocks 2-3) with one lookup each; the 2- and 1-block units at a row's end block by block. */
+static void rc_unpack_q4(const uint8_t *row, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
+    const uint8_t *qs = rc_q_quants(row, nb);
+    int8_t table_s[16];
+    for (int c = 0; c < 16; c++) table_s[c] = (int8_t)(rc_q4_values[c] + RC_GX_OFFSET);
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)table_s));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const uint64_t whole = nb / 4 * 4; /* blocks in 4-block units */
+    uint64_t bl = 0;
+    for (; bl + 4 <= nbk && b0 + bl + 4 <= whole; bl += 4) {
+        const __m512i q = _mm512_loadu_si512((const void *)(qs + (b0 + bl) * 16));
+        _mm512_storeu_si512((void *)(u + bl * RC_QK), _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4)));
+        _mm512_storeu_si512((void *)(u + (bl + 2) * RC_QK),
+                            _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4)));
+    }
+    for (; bl < nbk; bl++) {
+        int8_t v[RC_QK];
+        rc_q4_block_values(qs, nb, b0 + bl, v);
+        for (int j = 0; j < RC_QK; j++) u[bl * RC_QK + j] = (uint8_t)(v[j] + RC_GX_OFFSET);
+    }
+}
+
+static void rc_pack_q(uint32_t dtype, const uint8_t *W, uint64_t nb, uint64_t p, uint64_t nr, uint64_t b0,
+                      uint64_t nbk, uint8_t *U, uint8_t *P, float *D) {
+    const uint64_t rb = rc_q_row_bytes(dtype, nb * RC_QK);
+    const uint64_t ustride = nbk * RC_QK * (dtype == RWKV_DTYPE_Q8_0 ? 2 : 1); /* bytes per unpacked row */
+    for (uint64_t r = 0; r < nr; r++) {
+        const uint8_t *row = W + (p + r) * rb;
+        if (dtype == RWKV_DTYPE_Q4)
+            rc_unpack_q4(row, nb, b0, nbk, U + r * ustride);
+        else
+            rc_unpack_q8(row, nb, b0, nbk, U + r * ustride);
+        const uint16_t *dw = rc_q_scales(row) + b0;
+        for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = _cvtsh_ss(dw[bl]);
+    }
+    for (uint64_t r = nr; r < RC_MR; r++)
+        for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = 0;
+    __m512i lo, hi;
+    rc_panel_index(nr, ustride, &lo, &hi);
+    for (uint64_t g = 0; g < ustride / 4; g++) {
+        _mm512_store_si512((void *)(P + g * 128), _mm512_i32gather_epi32(lo, U + 4 * g, 1));
+        _mm512_store_si512((void *)(P + g * 128 + 64), _mm512_i32gather_epi32(hi, U + 4 * g, 1));
+    }
+}
+
+static inline int32_t rc_load_i32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Y[t, 0..nr) (+)= sum over the slice's blocks [b0, b0 + nbk) of D[b] d_x[t, b] (P[b] . xq[t, b]) for
+ * nt <= RC_NR_Q prepared vectors (vector t at X + t * xs): q4 on GEMM vectors (gemm.h: int8, with the
+ * -128 * sum correction as each block's starting value), q8 on the decode path's int16 vectors (quant.h). */
+static RC_ALWAYS_INLINE void rc_kernel_q(const int q8, const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk,
+                                         uint64_t nb, const uint8_t *X, uint64_t xs, const int nt, float *Y,
+                                         uint64_t ldy, __mmask16 m0, __mmask16 m1, int add) {
+    const uint8_t *xq[RC_NR_Q];
+    const float *dx[RC_NR_Q];
+    const int32_t *cx[RC_NR_Q];
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) {
+        dx[t] = q8 ? rc_qx_d(X + t * xs) : rc_gx_d(X + t * xs);
+        xq[t] = q8 ? (const uint8_t *)rc_qx_q16(X + t * xs, nb) : (const uint8_t *)rc_gx_q(X + t * xs, nb);
+        cx[t] = q8 ? NULL : rc_gx_corr(X + t * xs, nb);
+    }
+    const int groups = q8 ? 16 : 8;           /* dword groups per block */
+    const uint64_t xblock = q8 ? 64 : 32;     /* bytes of one block of activations */
+    __m512 a[RC_NR_Q][2];
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) a[t][0] = a[t][1] = _mm512_setzero_ps();
+    for (uint64_t bl = 0; bl < nbk; bl++) {
+        const uint64_t b = b0 + bl;
+        const uint8_t *pb = P + bl * (q8 ? RC_P_BLOCK_Q8 : RC_P_BLOCK_Q4);
+        __m512i s[RC_NR_Q][2];
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) s[t][0] = s[t][1] = q8 ? _mm512_setzero_si512() : _mm512_set1_epi32(cx[t][b]);
+#pragma GCC unroll 16
+        for (int g = 0; g < groups; g++) {
+            const __m512i w0 = _mm512_load_si512((const void *)(pb + g * 128));
+            const __m512i w1 = _mm512_load_si512((const void *)(pb + g * 128 + 64));
+#pragma GCC unroll 6
+            for (int t = 0; t < nt; t++) {
+                const __m512i x = _mm512_set1_epi32(rc_load_i32(xq[t] + b * xblock + 4 * g));
+                if (q8) {
+                    s[t][0] = _mm512_dpwssd_epi32(s[t][0], w0, x);
+                    s[t][1] = _mm512_dpwssd_epi32(s[t][1], w1, x);
+                } else {
+                    s[t][0] = _mm512_dpbusd_epi32(s[t][0], w0, x);
+                    s[t][1] = _mm512_dpbusd_epi32(s[t][1], w1, x);
+                }
+            }
+        }
+        const __m512 d0 = _mm512_load_ps(D + bl * RC_MR), d1 = _mm512_load_ps(D + bl * RC_MR + 16);
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) {
+            const __m512 x = _mm512_set1_ps(dx[t][b]);
+            a[t][0] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s[t][0]), x), d0, a[t][0]);
+            a[t][1] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s[t][1]), x), d1, a[t][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) rc_store_pair(Y + t * ldy, a[t][0], a[t][1], m0, m1, add);
+}
+
+#define RC_KERNEL_Q_N(name, q8)                                                                                 \
+    static void name(const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk, uint64_t nb, const uint8_t *X, \
+                     uint64_t xs, uint64_t nt, float *Y, uint64_t ldy, __mmask16 m0, __mmask16 m1, int add) {   \
+        switch (nt) {                                                                                           \
+        case 1: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 1, Y, ldy, m0, m1, add); break;                       \
+        case 2: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 2, Y, ldy, m0, m1, add); break;                       \
+        case 3: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 3, Y, ldy, m0, m1, add); break;                       \
+        case 4: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 4, Y, ldy, m0, m1, add); break;                       \
+        case 5: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 5, Y, ldy, m0, m1, add); break;                       \
+        case 6: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 6, Y, ldy, m0, m1, add); break;                       \
+        default: break;                                                                                         \
+        }                                                                                                       \
+    }
+RC_KERNEL_Q_N(rc_kernel_q4_n, 0)
+RC_KERNEL_Q_N(rc_kernel_q8_n, 1)
+#undef RC_KERNEL_Q_N
+
+static void rc_gemm_int(uint32_t dtype, const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X,
+                        uint64_t T, float *Y, uint64_t out, void *scratch) {
+    const int q8 = dtype == RWKV_DTYPE_Q8_0;
+    const uint64_t nb = in / RC_QK, xs = q8 ? rc_qx_stride(dtype, in) : rc_gx_stride(in);
+    const uint64_t kcb = (q8 ? RC_KC_Q / 2 : RC_KC_Q) / RC_QK;  /* blocks per slice: 64 KB of P either way */
+    const uint64_t pbytes = kcb * (q8 ? RC_P_BLOCK_Q8 : RC_P_BLOCK_Q4);
+    uint8_t *P = (uint8_t *)scratch;                              /* pbytes */
+    uint8_t *U = P + pbytes;                                      /* pbytes */
+    float *D = (float *)(void *)(U + pbytes);                     /* [kcb][32] */
+    for (uint64_t p = r0; p < r1; p += RC_MR) {
+        const uint64_t nr = r1 - p < RC_MR ? r1 - p : RC_MR;
+        const __mmask16 m0 = rc_mask_lo(nr), m1 = rc_mask_hi(nr);
+        for (uint64_t b0 = 0; b0 < nb; b0 += kcb) {
+            const uint64_t nbk = nb - b0 < kcb ? nb - b0 : kcb;
+            rc_pack_q(dtype, (const uint8_t *)W, nb, p, nr, b0, nbk, U, P, D);
+            for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_Q) {
+                const uint64_t nt = T - t0 < RC_NR_Q ? T - t0 : RC_NR_Q;
+                const uint8_t *x = (const uint8_t *)X + t0 * xs;
+                if (q8)
+                    rc_kernel_q8_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, m0, m1, b0 > 0);
+                else
+                    rc_kernel_q4_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, m0, m1, b0 > 0);
+            }
+        }
+    }
+}
+
+static void rc_gemm_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                       uint64_t out, void *scratch) {
+    rc_gemm_int(RWKV_DTYPE_Q8_0, W, in, r0, r1, X, T, Y, out, scratch);
+}
+
+static void rc_gemm_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                       uint64_t out, void *scratch) {
+    rc_gemm_int(RWKV_DTYPE_Q4, W, in, r0, r1, X, T, Y, out, scratch);
+}
+
 const rc_kernel_set rc_kernels_avx512 = {
     .name = "avx512",
     .rows = {[RWKV_DTYPE_F32] = rc_rows_f32, [RWKV_DTYPE_F16] = rc_rows_f16, [RWKV_DTYPE_Q8_0] = rc_rows_q8,
              [RWKV_DTYPE_Q4] = rc_rows_q4},
+    .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
+             [RWKV_DTYPE_Q4] = rc_gemm_q4},
 };

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "core/cpu.h"
+#include "core/threadpool.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -50,7 +51,10 @@ static void *make_w(uint32_t dtype, uint64_t rows, uint64_t cols, float *wf) {
     return w;
 }
 
-static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int special) {
+/* ks against the scalar reference on one shape; path: RC_PATH_ROWS or RC_PATH_GEMM (both sides take it);
+ * pool: NULL (the calling thread) or a pool, to split the rows into tasks. */
+static void compare_on(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int special,
+                       int path, rc_pool *pool) {
     float *wf = malloc(rows * cols * sizeof(float));
     void *w = make_w(dtype, rows, cols, wf);
     float *x = malloc(T * cols * sizeof(float));
@@ -62,8 +66,8 @@ static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint
     if (special == 4) x[cols - 1] = -INFINITY;
     rc_tensor t = {"W", dtype, 2, {rows, cols, 0, 0}, rows * cols, rc_row_bytes(dtype, cols) * rows, w, 0, NULL, NULL};
     for (uint64_t i = 0; i < T * rows; i++) y0[i] = y1[i] = 12345.0f;
-    rc_matmul_with(&rc_kernels_scalar, NULL, &t, x, T, y0);
-    rc_matmul_with(ks, NULL, &t, x, T, y1);
+    rc_matmul_path(&rc_kernels_scalar, NULL, &t, x, T, y0, path);
+    rc_matmul_path(ks, pool, &t, x, T, y1, path);
     int ok = 1;
     for (uint64_t tt = 0; tt < T && ok; tt++) {
         for (uint64_t o = 0; o < rows && ok; o++) {
@@ -81,9 +85,41 @@ static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint
             }
         }
     }
-    static const char *what[] = {"random", "zeros", "huge", "nan", "inf"};
-    check(ok, ks->name, what[special], dtype, rows, cols);
+    static const char *what[2][5] = {{"random", "zeros", "huge", "nan", "inf"},
+                                     {"gemm random", "gemm zeros", "gemm huge", "gemm nan", "gemm inf"}};
+    check(ok, ks->name, what[path == RC_PATH_GEMM][special], dtype, rows, cols);
+    if (!ok) printf("     (T = %llu)\n", (unsigned long long)T);
     free(wf); free(w); free(x); free(y0); free(y1);
+}
+
+static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int special) {
+    compare_on(ks, dtype, rows, cols, T, special, RC_PATH_ROWS, NULL);
+}
+
+/* The GEMM path (gemm.h), where the family has one for dtype: panels of 32 rows cut anywhere (1, 31, 33,
+ * 100 rows), vector groups cut anywhere (T = 1 .. 25 across the 6 / 12 register blocks), input slices
+ * (512 floats, 2048 quantized inputs) cut anywhere, and a pool of 2 threads splitting the rows. */
+static void test_gemm(const rc_kernel_set *ks, uint32_t dtype) {
+    if (!ks->gemm[dtype]) return;
+    const int quant = dtype >= RWKV_DTYPE_Q8_0;
+    static const uint64_t rows_list[] = {1, 17, 31, 32, 33, 100};
+    static const uint64_t T_list[] = {1, 4, 6, 7, 12, 13, 25};
+    static const uint64_t fcols[] = {1, 7, 64, 300, 513, 1100};
+    static const uint64_t qblocks[] = {1, 2, 3, 4, 5, 7, 13, 64, 65, 70};
+    const int ncols = quant ? 10 : 6;
+    int i = 0;
+    for (int c = 0; c < ncols; c++) {
+        const uint64_t cols = quant ? qblocks[c] * RC_QK : fcols[c];
+        for (int r = 0; r < 6; r++, i++) compare_on(ks, dtype, rows_list[r], cols, T_list[i % 7], 0, RC_PATH_GEMM, NULL);
+    }
+    for (int special = 1; special <= 4; special++)
+        compare_on(ks, dtype, 33, quant ? 11 * RC_QK : 357, 7, special, RC_PATH_GEMM, NULL);
+    rc_pool *pool = rc_pool_new(2);
+    if (pool) {
+        compare_on(ks, dtype, 300, quant ? 96 * RC_QK : 1024, 13, 0, RC_PATH_GEMM, pool);
+        compare_on(ks, dtype, 77, quant ? 130 * RC_QK : 2100, 8, 0, RC_PATH_GEMM, pool);
+        rc_pool_free(pool);
+    }
 }
 
 static void test_family(const rc_kernel_set *ks) {
@@ -98,6 +134,7 @@ static void test_family(const rc_kernel_set *ks) {
         }
         for (int special = 1; special <= 4; special++) compare(ks, dtype, 9, quant ? 11 * RC_QK : 357, 2, special);
         compare(ks, dtype, 5, quant ? 128 * RC_QK : 4096, 1, 0);
+        test_gemm(ks, dtype);
     }
 }
 
@@ -112,6 +149,13 @@ int main(void) {
         if (strcmp(ks->name, families[i]) != 0) continue;
         printf("testing %s\n", ks->name);
         test_family(ks);
+    }
+    printf("testing the scalar GEMM reference's own path split\n");
+    for (int d = 0; d < 4; d++) {
+        static const uint32_t dt[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
+        rc_pool *pool = rc_pool_new(2);
+        if (pool) compare_on(&rc_kernels_scalar, dt[d], 300, 96 * RC_QK, 9, 0, RC_PATH_GEMM, pool);
+        rc_pool_free(pool);
     }
 #ifdef RC_TEST_SIMDE
     printf("testing avx512 built against SIMDe\n");
