@@ -323,6 +323,12 @@ static void rc_matmul_rowwise(const rc_kernel_set *ks, rc_pool *pool, const rc_t
     rc_free(owned);
 }
 
+uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads) {
+    uint64_t act = rc_qx_stride(RWKV_DTYPE_Q8_0, widest);
+    if (rc_gx_stride(widest) > act) act = rc_gx_stride(widest);
+    return act * T + (uint64_t)(n_threads > 1 ? n_threads * RC_TASKS_PER_THREAD : 1) * RC_GEMM_SCRATCH;
+}
+
 void rc_matmul_path(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
                     float *Y, int path) {
     rc_gemm_fn gemm = ks->gemm[W->dtype];

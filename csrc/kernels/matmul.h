@@ -62,6 +62,8 @@ enum { RC_PATH_AUTO = 0, RC_PATH_ROWS = 1, RC_PATH_GEMM = 2 };
 void rc_matmul_path(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
                     float *Y, int path);
 void rc_tensor_row(const rc_tensor *W, uint64_t row, float *out);
+/* The pool scratch (rc_pool_scratch) that products of T vectors of at most `widest` inputs need. */
+uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads);
 
 int rc_matmul_supports(uint32_t dtype);
 int rc_matmul_supports_rows(uint32_t dtype);
