@@ -142,7 +142,7 @@ def test_batch_larger_than_a_chunk(converted):
 # ---- the GEMM kernels (T >= 4 takes the GEMM path) against the scalar reference and numpy ----------------------
 GEMM_T = [4, 5, 6, 7, 12, 13, 33]
 GEMM_COLS = {"f32": [1, 7, 300, 513, 1100], "f16": [1, 7, 300, 513, 1100],
-             "q8": [32, 96, 160, 224, 2080], "q4": [32, 96, 160, 224, 2080]}
+             "q8": [32, 96, 160, 544, 2080], "q4": [64, 96, 160, 544, 2080]}
 GEMM_ROWS = [1, 31, 33, 100]
 
 

@@ -2,7 +2,6 @@
 #include <math.h>
 
 #include "kernels/gemm.h"
-#include "kernels/quant.h"
 
 uint64_t rc_gx_stride(uint64_t in) {
     uint64_t bytes = in / RC_QK * 8 + in;
@@ -40,13 +39,24 @@ static void rc_gx_block(const float *xb, float *d, int32_t *corr, int8_t *q) {
     *corr = -RC_GX_OFFSET * s;
 }
 
-void rc_gx_prepare(const float *X, uint64_t in, uint64_t t0, uint64_t t1, void *out) {
+void rc_gx_prepare(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const rc_colscale *cs, void *out) {
     const uint64_t nb = in / RC_QK, stride = rc_gx_stride(in);
+    float buf[RC_QK];
     for (uint64_t t = t0; t < t1; t++) {
         uint8_t *base = (uint8_t *)out + t * stride;
         float *d = (float *)(void *)base;
         int32_t *corr = (int32_t *)(void *)(d + nb);
         int8_t *q = (int8_t *)(corr + nb);
-        for (uint64_t b = 0; b < nb; b++) rc_gx_block(X + t * in + b * RC_QK, &d[b], &corr[b], q + b * RC_QK);
+        uint32_t next = 0; /* the first column scale not yet passed (cs->cols increase) */
+        for (uint64_t b = 0; b < nb; b++) {
+            const float *xb = X + t * in + b * RC_QK;
+            if (cs && next < cs->n && (uint64_t)cs->cols[next] < (b + 1) * RC_QK) {
+                memcpy(buf, xb, sizeof buf);
+                for (; next < cs->n && (uint64_t)cs->cols[next] < (b + 1) * RC_QK; next++)
+                    buf[(uint64_t)cs->cols[next] - b * RC_QK] *= cs->scales[next];
+                xb = buf;
+            }
+            rc_gx_block(xb, &d[b], &corr[b], q + b * RC_QK);
+        }
     }
 }

@@ -20,8 +20,9 @@
  *
  * The q4 GEMM activation vector (rc_gx_prepare): every vector quantized to int8 per block of 32, exactly as
  * the q4 decode path's (dx = max|x| / 127, xq = round-to-nearest-even(x / dx)), so the GEMM and decode
- * paths multiply the same integers. Layout of one vector, 64-byte aligned, vectors rc_gx_stride(in) bytes
- * apart:
+ * paths multiply the same integers, but kept in input order (the decode path's follows the q4 code
+ * packing; the GEMM packs the weights into input order instead). Layout of one vector, 64-byte aligned,
+ * vectors rc_gx_stride(in) bytes apart:
  *     d[nb]    float    dx per block
  *     corr[nb] int32    -128 * (sum of the block's xq)
  *     q[in]    int8     xq, input order                                                                 */
@@ -29,6 +30,7 @@
 #define RC_GEMM_H
 
 #include "core/common.h"
+#include "kernels/quant.h"
 
 #define RC_GX_OFFSET 128 /* what the SIMD gemm kernels add to signed weights to make them unsigned */
 
@@ -36,7 +38,9 @@ uint64_t rc_gx_stride(uint64_t in);
 static inline const float *rc_gx_d(const void *gx) { return (const float *)gx; }
 static inline const int32_t *rc_gx_corr(const void *gx, uint64_t nb) { return (const int32_t *)gx + nb; }
 static inline const int8_t *rc_gx_q(const void *gx, uint64_t nb) { return (const int8_t *)((const int32_t *)gx + 2 * nb); }
-/* Prepare vectors [t0, t1) of X [T, in] (in a multiple of 32) into out (vector t at t * rc_gx_stride). */
-void rc_gx_prepare(const float *X, uint64_t in, uint64_t t0, uint64_t t1, void *out);
+/* Prepare vectors [t0, t1) of X [T, in] (in a multiple of 32) into out (vector t at t * rc_gx_stride),
+ * each x[cs->cols[i]] multiplied by cs->scales[i] first (the matrix's column scales; cs NULL or n = 0: none),
+ * exactly as rc_qx_prepare does. */
+void rc_gx_prepare(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const rc_colscale *cs, void *out);
 
 #endif

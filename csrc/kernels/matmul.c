@@ -199,8 +199,6 @@ typedef struct {
     const void *W;
     uint64_t in, out, T, rows_per_task;
     const void *X;
-    const float *Xf;
-    const rc_tensor *t;
     float *Y;
     uint8_t *scratch; /* RC_GEMM_SCRATCH bytes per task */
 } rc_gemm_job;
@@ -211,7 +209,6 @@ static void rc_gemm_task(void *ctx, int task, int n_tasks) {
     if (r1 > j->out) r1 = j->out;
     if (r0 >= r1) return;
     j->fn(j->W, j->in, r0, r1, j->X, j->T, j->Y, j->out, j->scratch + (uint64_t)task * RC_GEMM_SCRATCH);
-    if (j->t->n_outliers) rc_add_outliers(j->t, j->in, r0, r1, j->Xf, j->T, j->Y, j->out);
     (void)n_tasks;
 }
 
@@ -220,17 +217,19 @@ static uint64_t rc_gemm_x_stride(uint32_t dtype, uint64_t in) {
     return dtype == RWKV_DTYPE_Q4 ? rc_gx_stride(in) : rc_qx_stride(dtype, in);
 }
 
-static void rc_gemm_x_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t t0, uint64_t t1, void *out) {
+static void rc_gemm_x_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t t0, uint64_t t1,
+                              const rc_colscale *cs, void *out) {
     if (dtype == RWKV_DTYPE_Q4)
-        rc_gx_prepare(X, in, t0, t1, out);
+        rc_gx_prepare(X, in, t0, t1, cs, out);
     else
-        rc_qx_prepare(dtype, X + t0 * in, in, t1 - t0, (uint8_t *)out + t0 * rc_qx_stride(dtype, in));
+        rc_qx_prepare(dtype, X + t0 * in, in, t1 - t0, cs, (uint8_t *)out + t0 * rc_qx_stride(dtype, in));
 }
 
 typedef struct {
     uint32_t dtype;
     const float *X;
     uint64_t in, T, per;
+    rc_colscale cs;
     void *gx;
 } rc_gx_job;
 
@@ -238,13 +237,13 @@ static void rc_gx_task(void *ctx, int task, int n_tasks) {
     const rc_gx_job *j = (const rc_gx_job *)ctx;
     uint64_t t0 = (uint64_t)task * j->per, t1 = t0 + j->per;
     if (t1 > j->T) t1 = j->T;
-    if (t0 < t1) rc_gemm_x_prepare(j->dtype, j->X, j->in, t0, t1, j->gx);
+    if (t0 < t1) rc_gemm_x_prepare(j->dtype, j->X, j->in, t0, t1, &j->cs, j->gx);
     (void)n_tasks;
 }
 
 /* Returns 0 if the buffers cannot be had (the caller then takes the rows path). */
 static int rc_matmul_gemm(rc_gemm_fn fn, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, float *Y) {
-    rc_gemm_job j = {fn, W->data, rc_cols(W), rc_rows(W), T, 0, X, X, W, Y, NULL};
+    rc_gemm_job j = {fn, W->data, rc_cols(W), rc_rows(W), T, 0, X, Y, NULL};
     const int quantized = rc_is_quantized(W->dtype);
     const int n_threads = rc_pool_threads(pool);
     const uint64_t weight_bytes = rc_row_bytes(W->dtype, j.in) * j.out;
@@ -264,12 +263,12 @@ static int rc_matmul_gemm(rc_gemm_fn fn, rc_pool *pool, const rc_tensor *W, cons
     if (!buf) return 0;
     j.scratch = buf + gx_bytes;
     if (quantized) {
-        rc_gx_job g = {W->dtype, X, j.in, T, T, buf};
+        rc_gx_job g = {W->dtype, X, j.in, T, T, rc_colscale_of(W), buf};
         if (n_threads > 1 && T > 1 && T * j.in >= RC_GX_MIN_PARALLEL) {
             g.per = (T + (uint64_t)n_threads - 1) / (uint64_t)n_threads;
             rc_pool_run(pool, rc_gx_task, &g, (int)((T + g.per - 1) / g.per));
         } else {
-            rc_gemm_x_prepare(W->dtype, X, j.in, 0, T, buf);
+            rc_gemm_x_prepare(W->dtype, X, j.in, 0, T, &g.cs, buf);
         }
         j.X = buf;
     }

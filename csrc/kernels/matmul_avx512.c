@@ -310,13 +310,18 @@ static void rc_gemm_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
 }
 
 /* ---- integer GEMM: q4 (u8 x s8, vpdpbusd) and q8 (s16 x s16, vpdpwssd) ----------------------------------
- * A panel slice of nbk blocks is unpacked row by row into U [32][nbk * 32] (q4: codebook value + 128 as
- * u8; q8: int16), then transposed by dword gathers into P, the operand order of the dot instructions:
- *     q4  P [nbk][8][32][4]    block, 4-input group, row, 4 u8 inputs
- *     q8  P [nbk][16][32][2]   block, 2-input group, row, 2 int16 inputs
- * D [nbk][32] holds the rows' block scales. A block is 1024 bytes of P for q4, 2048 for q8. */
+ * A panel slice of nbk blocks is unpacked row by row into U, then transposed by dword gathers into P, the
+ * operand order of the dot instructions; D [nbk][32] holds the rows' block scales:
+ *     q4  U per row: [nbk / 16 groups][8 dword groups g][16 blocks k][4 u8]   codebook value + 128 of
+ *                    weights 4g .. 4g+3 of block k (the code packing, quant.h, gives one g for 16 blocks
+ *                    per 64-byte load)
+ *         P [nbk][8][32][4]    block, dword group, row, 4 inputs in input order
+ *     q8  U per row: int16 weights in input order
+ *         P [nbk][16][32][2]   block, dword group, row, 2 int16 inputs
+ * A block is 1024 bytes of P for q4, 2048 for q8. The slices start at whole 16-block groups. */
 #define RC_P_BLOCK_Q4 1024
 #define RC_P_BLOCK_Q8 2048
+#define RC_U_GROUP 512 /* bytes of U per 16-block q4 group */
 
 /* q8: the stored int8 values widened to int16. */
 static void rc_unpack_q8(const uint8_t *row, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
@@ -326,49 +331,68 @@ static void rc_unpack_q8(const uint8_t *row, uint64_t nb, uint64_t b0, uint64_t 
         _mm512_storeu_si512((void *)(u16 + i), _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(q + i))));
 }
 
-/* q4: codebook values + 128. Whole 4-block units (quant.h: 64 bytes, low nibbles = blocks 0-1, high
- * nibbles = blocks 2-3) with one lookup each; the 2- and 1-block units at a row's end block by block. */
-static void rc_unpack_q4(const uint8_t *row, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
-    const uint8_t *qs = rc_q_quants(row, nb);
+/* q4: codebook values + 128 of blocks [b0, b0 + nbk) of one row (b0 a multiple of 16). A whole group is
+ * 4 chunks of 64 bytes; chunk m's low nibbles are dword group 2m of its 16 blocks, the high ones 2m + 1. The
+ * shorter last group of a row goes block by block. */
+static void rc_unpack_q4(const uint8_t *codes, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
     int8_t table_s[16];
     for (int c = 0; c < 16; c++) table_s[c] = (int8_t)(rc_q4_values[c] + RC_GX_OFFSET);
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)table_s));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    const uint64_t whole = nb / 4 * 4; /* blocks in 4-block units */
-    uint64_t bl = 0;
-    for (; bl + 4 <= nbk && b0 + bl + 4 <= whole; bl += 4) {
-        const __m512i q = _mm512_loadu_si512((const void *)(qs + (b0 + bl) * 16));
-        _mm512_storeu_si512((void *)(u + bl * RC_QK), _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4)));
-        _mm512_storeu_si512((void *)(u + (bl + 2) * RC_QK),
-                            _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4)));
-    }
-    for (; bl < nbk; bl++) {
-        int8_t v[RC_QK];
-        rc_q4_block_values(qs, nb, b0 + bl, v);
-        for (int j = 0; j < RC_QK; j++) u[bl * RC_QK + j] = (uint8_t)(v[j] + RC_GX_OFFSET);
+    for (uint64_t bl = 0; bl < nbk; bl += RC_Q4_GROUP) {
+        const uint64_t b = b0 + bl, n = rc_q4_group_blocks(nb, b);
+        uint8_t *ug = u + bl / RC_Q4_GROUP * RC_U_GROUP;
+        if (n == RC_Q4_GROUP) {
+            for (int m = 0; m < 4; m++) {
+                const __m512i q = _mm512_loadu_si512((const void *)(codes + b * 16 + m * 64));
+                _mm512_storeu_si512((void *)(ug + 2 * m * 64), _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4)));
+                _mm512_storeu_si512((void *)(ug + (2 * m + 1) * 64),
+                                    _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4)));
+            }
+            continue;
+        }
+        for (uint64_t k = 0; k < n; k++) {
+            int8_t v[RC_QK];
+            rc_q4_block_values(codes, nb, b + k, v);
+            for (int j = 0; j < RC_QK; j++) ug[(j / 4) * 64 + k * 4 + j % 4] = (uint8_t)(v[j] + RC_GX_OFFSET);
+        }
     }
 }
 
-static void rc_pack_q(uint32_t dtype, const uint8_t *W, uint64_t nb, uint64_t p, uint64_t nr, uint64_t b0,
+/* Bytes of U per row for a slice of nbk blocks. */
+static inline uint64_t rc_u_stride(int q8, uint64_t nbk) {
+    return q8 ? nbk * RC_QK * 2 : (nbk + RC_Q4_GROUP - 1) / RC_Q4_GROUP * RC_U_GROUP;
+}
+
+/* Pack rows [p, p + nr) of W [out, nb * 32], blocks [b0, b0 + nbk), into P and D (U: the unpacked rows). */
+static void rc_pack_q(int q8, const uint8_t *W, uint64_t out, uint64_t nb, uint64_t p, uint64_t nr, uint64_t b0,
                       uint64_t nbk, uint8_t *U, uint8_t *P, float *D) {
-    const uint64_t rb = rc_q_row_bytes(dtype, nb * RC_QK);
-    const uint64_t ustride = nbk * RC_QK * (dtype == RWKV_DTYPE_Q8_0 ? 2 : 1); /* bytes per unpacked row */
+    const uint64_t ustride = rc_u_stride(q8, nbk);
     for (uint64_t r = 0; r < nr; r++) {
-        const uint8_t *row = W + (p + r) * rb;
-        if (dtype == RWKV_DTYPE_Q4)
-            rc_unpack_q4(row, nb, b0, nbk, U + r * ustride);
-        else
+        if (q8) {
+            const uint8_t *row = W + (p + r) * nb * RC_Q8_BLOCK_BYTES;
             rc_unpack_q8(row, nb, b0, nbk, U + r * ustride);
-        const uint16_t *dw = rc_q_scales(row) + b0;
-        for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = _cvtsh_ss(dw[bl]);
+            const uint16_t *dw = rc_q_scales(row) + b0;
+            for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = _cvtsh_ss(dw[bl]);
+        } else {
+            const rc_q4_row row = rc_q4_row_at(W, out, nb, p + r);
+            rc_unpack_q4(row.codes, nb, b0, nbk, U + r * ustride);
+            for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = rc_q4_scale(&row, b0 + bl);
+        }
     }
     for (uint64_t r = nr; r < RC_MR; r++)
         for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = 0;
     __m512i lo, hi;
     rc_panel_index(nr, ustride, &lo, &hi);
-    for (uint64_t g = 0; g < ustride / 4; g++) {
-        _mm512_store_si512((void *)(P + g * 128), _mm512_i32gather_epi32(lo, U + 4 * g, 1));
-        _mm512_store_si512((void *)(P + g * 128 + 64), _mm512_i32gather_epi32(hi, U + 4 * g, 1));
+    const uint64_t groups = q8 ? 16 : 8; /* dword groups per block */
+    for (uint64_t bl = 0; bl < nbk; bl++) {
+        for (uint64_t g = 0; g < groups; g++) {
+            const uint8_t *src = q8 ? U + bl * 64 + 4 * g
+                                    : U + bl / RC_Q4_GROUP * RC_U_GROUP + g * 64 + (bl % RC_Q4_GROUP) * 4;
+            uint8_t *dst = P + (bl * groups + g) * 128;
+            _mm512_store_si512((void *)dst, _mm512_i32gather_epi32(lo, src, 1));
+            _mm512_store_si512((void *)(dst + 64), _mm512_i32gather_epi32(hi, src, 1));
+        }
     }
 }
 
@@ -453,7 +477,7 @@ static void rc_gemm_int(uint32_t dtype, const void *W, uint64_t in, uint64_t r0,
                         uint64_t T, float *Y, uint64_t out, void *scratch) {
     const int q8 = dtype == RWKV_DTYPE_Q8_0;
     const uint64_t nb = in / RC_QK, xs = q8 ? rc_qx_stride(dtype, in) : rc_gx_stride(in);
-    const uint64_t kcb = (q8 ? RC_KC_Q / 2 : RC_KC_Q) / RC_QK;  /* blocks per slice: 64 KB of P either way */
+    const uint64_t kcb = (q8 ? RC_KC_Q / 2 : RC_KC_Q) / RC_QK;  /* blocks per slice (a multiple of 16): 64 KB of P */
     const uint64_t pbytes = kcb * (q8 ? RC_P_BLOCK_Q8 : RC_P_BLOCK_Q4);
     uint8_t *P = (uint8_t *)scratch;                              /* pbytes */
     uint8_t *U = P + pbytes;                                      /* pbytes */
@@ -463,7 +487,7 @@ static void rc_gemm_int(uint32_t dtype, const void *W, uint64_t in, uint64_t r0,
         const __mmask16 m0 = rc_mask_lo(nr), m1 = rc_mask_hi(nr);
         for (uint64_t b0 = 0; b0 < nb; b0 += kcb) {
             const uint64_t nbk = nb - b0 < kcb ? nb - b0 : kcb;
-            rc_pack_q(dtype, (const uint8_t *)W, nb, p, nr, b0, nbk, U, P, D);
+            rc_pack_q(q8, (const uint8_t *)W, out, nb, p, nr, b0, nbk, U, P, D);
             for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_Q) {
                 const uint64_t nt = T - t0 < RC_NR_Q ? T - t0 : RC_NR_Q;
                 const uint8_t *x = (const uint8_t *)X + t0 * xs;

@@ -138,14 +138,14 @@ static void rc_gemm_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
 
 static void rc_gemm_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X,
                        uint64_t T, float *Y, uint64_t out, void *scratch) {
-    const uint64_t nb = in / RC_QK, rb = rc_q_row_bytes(RWKV_DTYPE_Q4, in), xs = rc_gx_stride(in);
+    const uint64_t nb = in / RC_QK, xs = rc_gx_stride(in);
     int8_t v[RC_QK];
     for (uint64_t o = r0; o < r1; o++) {
-        const uint8_t *row = (const uint8_t *)W + o * rb;
+        const rc_q4_row row = rc_q4_row_at(W, out, nb, o);
         for (uint64_t t = 0; t < T; t++) Y[t * out + o] = 0;
         for (uint64_t b = 0; b < nb; b++) {
-            rc_q4_block_values(rc_q_quants(row, nb), nb, b, v);
-            const float dw = rc_f16_to_f32(rc_q_scales(row)[b]);
+            rc_q4_block_values(row.codes, nb, b, v);
+            const float dw = rc_q4_scale(&row, b);
             for (uint64_t t = 0; t < T; t++) {
                 const void *gx = (const uint8_t *)X + t * xs;
                 const int32_t isum = rc_dot_i8(v, rc_gx_q(gx, nb) + b * RC_QK);

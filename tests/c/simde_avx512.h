@@ -52,12 +52,6 @@ static inline simde__m512 rc_shim_maskz_loadu_ps(uint16_t k, const float *p) {
 static inline simde__m512i rc_shim_setzero_si512(void) { return simde_mm512_set1_epi32(0); }
 
 /* used by the GEMM kernels */
-static inline simde__m512 rc_shim_maskz_loadu_ps(uint16_t m, const void *p) {
-    float f[16];
-    for (int i = 0; i < 16; i++) f[i] = (m >> i) & 1 ? ((const float *)p)[i] : 0.0f;
-    return simde_mm512_loadu_ps(f);
-}
-
 static inline void rc_shim_mask_storeu_ps(void *p, uint16_t m, simde__m512 v) {
     float f[16];
     simde_mm512_storeu_ps(f, v);
@@ -94,7 +88,6 @@ static inline simde__m256i rc_shim_cvtepi32_epi16(simde__m512i v) {
 #define _mm512_cvtph_ps rc_shim_cvtph_ps
 #define _mm512_cvtepi8_epi32 rc_shim_cvtepi8_epi32
 #define _mm512_maskz_loadu_epi8 rc_shim_maskz_loadu_epi8
-#define _mm512_maskz_loadu_ps rc_shim_maskz_loadu_ps
 #ifndef _mm512_setzero_si512
 #define _mm512_setzero_si512 rc_shim_setzero_si512
 #endif

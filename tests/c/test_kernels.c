@@ -98,14 +98,15 @@ static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint
 
 /* The GEMM path (gemm.h), where the family has one for dtype: panels of 32 rows cut anywhere (1, 31, 33,
  * 100 rows), vector groups cut anywhere (T = 1 .. 25 across the 6 / 12 register blocks), input slices
- * (512 floats, 2048 quantized inputs) cut anywhere, and a pool of 2 threads splitting the rows. */
+ * (512 floats, 1024 / 2048 quantized inputs) cut anywhere, and a pool of 2 threads splitting the rows. */
 static void test_gemm(const rc_kernel_set *ks, uint32_t dtype) {
     if (!ks->gemm[dtype]) return;
     const int quant = dtype >= RWKV_DTYPE_Q8_0;
     static const uint64_t rows_list[] = {1, 17, 31, 32, 33, 100};
     static const uint64_t T_list[] = {1, 4, 6, 7, 12, 13, 25};
     static const uint64_t fcols[] = {1, 7, 64, 300, 513, 1100};
-    static const uint64_t qblocks[] = {1, 2, 3, 4, 5, 7, 13, 64, 65, 70};
+    /* q4 rows hold at least 2 blocks; 16-block code groups whole, cut, and several (quant.h) */
+    static const uint64_t qblocks[] = {2, 3, 5, 15, 16, 17, 33, 64, 65, 70};
     const int ncols = quant ? 10 : 6;
     int i = 0;
     for (int c = 0; c < ncols; c++) {
