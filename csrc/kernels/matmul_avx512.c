@@ -196,18 +196,38 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
 #define RC_MR 32
 #define RC_NR_F 12     /* float: 2 x 12 accumulators */
 #define RC_NR_Q 6      /* integer: 2 x 6 int32 block sums + 2 x 6 float accumulators */
-#define RC_KC_F 512    /* inputs per float panel: 64 KB packed */
+#define RC_KC_F 512    /* inputs per float panel (a multiple of 16): 64 KB packed */
 #define RC_KC_Q 2048   /* inputs per integer panel: 64 KB packed + 64 KB unpacked rows + 8 KB scales */
 #define RC_ALWAYS_INLINE inline __attribute__((always_inline))
 
-/* Byte offsets of the panel's 32 rows for the gathers: row i at min(i, nr - 1) * stride (rows past the end
- * of the matrix repeat its last row; their outputs are never stored). */
-static inline void rc_panel_index(uint64_t nr, uint64_t stride, __m512i *lo, __m512i *hi) {
-    int32_t idx[RC_MR];
-    for (uint64_t i = 0; i < RC_MR; i++) idx[i] = (int32_t)((i < nr ? i : nr - 1) * stride);
-    *lo = _mm512_loadu_si512((const void *)idx);
-    *hi = _mm512_loadu_si512((const void *)(idx + 16));
+/* r[i] lane j <-> r[j] lane i: a 16 x 16 dword transpose in 64 shuffles. After the 32- and 64-bit unpacks,
+ * u[4b + c] holds in its 128-bit lane L the dwords (rows 4b .. 4b+3, column 4L + c); the 128-bit lanes are
+ * then transposed 4 x 4 among u[c], u[4 + c], u[8 + c], u[12 + c]. */
+static inline void rc_transpose16(__m512i r[16]) {
+    __m512i t[16], u[16];
+    for (int a = 0; a < 8; a++) {
+        t[2 * a] = _mm512_unpacklo_epi32(r[2 * a], r[2 * a + 1]);
+        t[2 * a + 1] = _mm512_unpackhi_epi32(r[2 * a], r[2 * a + 1]);
+    }
+    for (int b = 0; b < 4; b++) {
+        u[4 * b] = _mm512_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 1] = _mm512_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 2] = _mm512_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
+        u[4 * b + 3] = _mm512_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x44), v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xee);
+        const __m512i v2 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x44);
+        const __m512i v3 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xee);
+        r[c] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+        r[4 + c] = _mm512_shuffle_i32x4(v0, v2, 0xdd);
+        r[8 + c] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+        r[12 + c] = _mm512_shuffle_i32x4(v1, v3, 0xdd);
+    }
 }
+
+/* Row i of a panel of nr rows (rows past nr repeat the last; their outputs are never stored). */
+static inline uint64_t rc_panel_row(uint64_t i, uint64_t nr) { return i < nr ? i : nr - 1; }
 
 static inline __mmask16 rc_mask_lo(uint64_t nr) { return nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1); }
 static inline __mmask16 rc_mask_hi(uint64_t nr) { return nr <= 16 ? 0 : rc_mask_lo(nr - 16); }
@@ -222,30 +242,29 @@ static RC_ALWAYS_INLINE void rc_store_pair(float *y, __m512 a0, __m512 a1, __mma
     _mm512_mask_storeu_ps(y + 16, m1, a1);
 }
 
-/* f32 panel P [kc][32] from rows [0, nr) of W (W0 = row 0 at input k0, rows `in` floats apart). */
-static void rc_pack_f32(const float *W0, uint64_t in, uint64_t nr, uint64_t kc, float *P) {
-    __m512i lo, hi;
-    rc_panel_index(nr, in * sizeof(float), &lo, &hi);
-    for (uint64_t k = 0; k < kc; k++) {
-        _mm512_store_ps(P + k * RC_MR, _mm512_i32gather_ps(lo, W0 + k, 1));
-        _mm512_store_ps(P + k * RC_MR + 16, _mm512_i32gather_ps(hi, W0 + k, 1));
-    }
-}
-
-/* The same from f16 rows: one dword gather brings inputs k and k + 1 of 16 rows. */
-static void rc_pack_f16(const uint16_t *W0, uint64_t in, uint64_t nr, uint64_t kc, float *P) {
-    __m512i lo, hi;
-    rc_panel_index(nr, in * sizeof(uint16_t), &lo, &hi);
+/* f32 panel P [kc][32] from rows [0, nr) of W (W0 = row 0 at input k0, rows `in` values apart, f32 or f16):
+ * 16 rows x 16 inputs at a time, transposed in registers; the last kc % 16 inputs one by one. */
+static void rc_pack_float(int f16, const void *W0, uint64_t in, uint64_t nr, uint64_t kc, float *P) {
+    const float *w32 = (const float *)W0;
+    const uint16_t *w16 = (const uint16_t *)W0;
     uint64_t k = 0;
-    for (; k + 2 <= kc; k += 2) {
-        const __m512i g0 = _mm512_i32gather_epi32(lo, W0 + k, 1), g1 = _mm512_i32gather_epi32(hi, W0 + k, 1);
-        _mm512_store_ps(P + k * RC_MR, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g0)));
-        _mm512_store_ps(P + k * RC_MR + 16, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g1)));
-        _mm512_store_ps(P + (k + 1) * RC_MR, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g0, 16))));
-        _mm512_store_ps(P + (k + 1) * RC_MR + 16, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(g1, 16))));
+    for (; k + 16 <= kc; k += 16) {
+        for (int half = 0; half < 2; half++) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++) {
+                const uint64_t row = rc_panel_row((uint64_t)(16 * half + i), nr) * in + k;
+                r[i] = f16 ? _mm512_castps_si512(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w16 + row))))
+                           : _mm512_loadu_si512((const void *)(w32 + row));
+            }
+            rc_transpose16(r);
+            for (int j = 0; j < 16; j++) _mm512_store_si512((void *)(P + (k + j) * RC_MR + 16 * half), r[j]);
+        }
     }
-    for (; k < kc; k++) /* the last odd input: a dword would reach past the row */
-        for (uint64_t i = 0; i < RC_MR; i++) P[k * RC_MR + i] = _cvtsh_ss(W0[(i < nr ? i : nr - 1) * in + k]);
+    for (; k < kc; k++)
+        for (uint64_t i = 0; i < RC_MR; i++) {
+            const uint64_t at = rc_panel_row(i, nr) * in + k;
+            P[k * RC_MR + i] = f16 ? _cvtsh_ss(w16[at]) : w32[at];
+        }
 }
 
 /* Y[t, 0..nr) (+)= P x X[t] for nt <= RC_NR_F vectors: 2 x nt accumulators, one broadcast per vector
@@ -288,9 +307,9 @@ static void rc_gemm_float(uint32_t dtype, const void *W, uint64_t in, uint64_t r
         for (uint64_t k0 = 0; k0 < in; k0 += RC_KC_F) {
             const uint64_t kc = in - k0 < RC_KC_F ? in - k0 : RC_KC_F;
             if (dtype == RWKV_DTYPE_F32)
-                rc_pack_f32((const float *)W + p * in + k0, in, nr, kc, P);
+                rc_pack_float(0, (const float *)W + p * in + k0, in, nr, kc, P);
             else
-                rc_pack_f16((const uint16_t *)W + p * in + k0, in, nr, kc, P);
+                rc_pack_float(1, (const uint16_t *)W + p * in + k0, in, nr, kc, P);
             for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_F) {
                 const uint64_t nt = T - t0 < RC_NR_F ? T - t0 : RC_NR_F;
                 rc_kernel_f32_n(P, kc, X + t0 * in + k0, in, nt, Y + t0 * out + p, out, m0, m1, k0 > 0);
@@ -310,11 +329,11 @@ static void rc_gemm_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
 }
 
 /* ---- integer GEMM: q4 (u8 x s8, vpdpbusd) and q8 (s16 x s16, vpdpwssd) ----------------------------------
- * A panel slice of nbk blocks is unpacked row by row into U, then transposed by dword gathers into P, the
+ * A panel slice of nbk blocks is unpacked row by row into U, then transposed 16 x 16 dwords into P, the
  * operand order of the dot instructions; D [nbk][32] holds the rows' block scales:
  *     q4  U per row: [nbk / 16 groups][8 dword groups g][16 blocks k][4 u8]   codebook value + 128 of
  *                    weights 4g .. 4g+3 of block k (the code packing, quant.h, gives one g for 16 blocks
- *                    per 64-byte load)
+ *                    per 64-byte load, or 4 n bytes for a last group of n blocks)
  *         P [nbk][8][32][4]    block, dword group, row, 4 inputs in input order
  *     q8  U per row: int16 weights in input order
  *         P [nbk][16][32][2]   block, dword group, row, 2 int16 inputs
@@ -331,9 +350,8 @@ static void rc_unpack_q8(const uint8_t *row, uint64_t nb, uint64_t b0, uint64_t 
         _mm512_storeu_si512((void *)(u16 + i), _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(q + i))));
 }
 
-/* q4: codebook values + 128 of blocks [b0, b0 + nbk) of one row (b0 a multiple of 16). A whole group is
- * 4 chunks of 64 bytes; chunk m's low nibbles are dword group 2m of its 16 blocks, the high ones 2m + 1. The
- * shorter last group of a row goes block by block. */
+/* q4: codebook values + 128 of blocks [b0, b0 + nbk) of one row (b0 a multiple of 16). A group of n blocks
+ * is 4 chunks of 4 n bytes; chunk m's low nibbles are dword group 2m of its n blocks, the high ones 2m + 1. */
 static void rc_unpack_q4(const uint8_t *codes, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
     int8_t table_s[16];
     for (int c = 0; c < 16; c++) table_s[c] = (int8_t)(rc_q4_values[c] + RC_GX_OFFSET);
@@ -342,19 +360,13 @@ static void rc_unpack_q4(const uint8_t *codes, uint64_t nb, uint64_t b0, uint64_
     for (uint64_t bl = 0; bl < nbk; bl += RC_Q4_GROUP) {
         const uint64_t b = b0 + bl, n = rc_q4_group_blocks(nb, b);
         uint8_t *ug = u + bl / RC_Q4_GROUP * RC_U_GROUP;
-        if (n == RC_Q4_GROUP) {
-            for (int m = 0; m < 4; m++) {
-                const __m512i q = _mm512_loadu_si512((const void *)(codes + b * 16 + m * 64));
-                _mm512_storeu_si512((void *)(ug + 2 * m * 64), _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4)));
-                _mm512_storeu_si512((void *)(ug + (2 * m + 1) * 64),
-                                    _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4)));
-            }
-            continue;
-        }
-        for (uint64_t k = 0; k < n; k++) {
-            int8_t v[RC_QK];
-            rc_q4_block_values(codes, nb, b + k, v);
-            for (int j = 0; j < RC_QK; j++) ug[(j / 4) * 64 + k * 4 + j % 4] = (uint8_t)(v[j] + RC_GX_OFFSET);
+        /* chunk m: 4 n bytes, dword k = block k (a shorter last group: lanes >= n are left as they are) */
+        const __mmask64 live = n == RC_Q4_GROUP ? ~(__mmask64)0 : (((__mmask64)1 << (4 * n)) - 1);
+        for (uint64_t m = 0; m < 4; m++) {
+            const __m512i q = _mm512_maskz_loadu_epi8(live, (const void *)(codes + b * 16 + m * 4 * n));
+            _mm512_storeu_si512((void *)(ug + 2 * m * 64), _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4)));
+            _mm512_storeu_si512((void *)(ug + (2 * m + 1) * 64),
+                                _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4)));
         }
     }
 }
@@ -364,34 +376,62 @@ static inline uint64_t rc_u_stride(int q8, uint64_t nbk) {
     return q8 ? nbk * RC_QK * 2 : (nbk + RC_Q4_GROUP - 1) / RC_Q4_GROUP * RC_U_GROUP;
 }
 
+/* The scales of blocks [b, b + min(n, 16)) of row o (lanes past them: 0): q8 its f16 scales, q4
+ * D[b / 8] * s[b] / 128, exactly rc_q4_scale (an f16 times an int8 times 2^-7 rounds nowhere). */
+static inline __m512 rc_row_scales16(int q8, const uint8_t *W, uint64_t out, uint64_t nb, uint64_t o, uint64_t b, uint64_t n) {
+    const __mmask16 live = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+    if (q8) {
+        const uint16_t *dw = rc_q_scales(W + o * nb * RC_Q8_BLOCK_BYTES) + b;
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(live, (const void *)dw));
+    }
+    const rc_q4_row row = rc_q4_row_at(W, out, nb, o);
+    const __m512 sb = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(live, (const void *)(row.s + b))));
+    /* the super-block scales of the 16 blocks: D[b / 8] for lanes 0-7, D[b / 8 + 1] for lanes 8-15 */
+    const uint64_t sb0 = b / RC_Q4_SUPER, nsb = rc_q4_supers(nb);
+    const __mmask16 dlive = sb0 + 1 < nsb ? 0x3 : 0x1;
+    const __m512 d2 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(dlive, (const void *)(row.D + sb0)));
+    const __m512 D = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), d2);
+    return _mm512_mul_ps(_mm512_mul_ps(D, sb), _mm512_set1_ps(0.0078125f));
+}
+
 /* Pack rows [p, p + nr) of W [out, nb * 32], blocks [b0, b0 + nbk), into P and D (U: the unpacked rows). */
 static void rc_pack_q(int q8, const uint8_t *W, uint64_t out, uint64_t nb, uint64_t p, uint64_t nr, uint64_t b0,
                       uint64_t nbk, uint8_t *U, uint8_t *P, float *D) {
     const uint64_t ustride = rc_u_stride(q8, nbk);
     for (uint64_t r = 0; r < nr; r++) {
-        if (q8) {
-            const uint8_t *row = W + (p + r) * nb * RC_Q8_BLOCK_BYTES;
-            rc_unpack_q8(row, nb, b0, nbk, U + r * ustride);
-            const uint16_t *dw = rc_q_scales(row) + b0;
-            for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = _cvtsh_ss(dw[bl]);
-        } else {
-            const rc_q4_row row = rc_q4_row_at(W, out, nb, p + r);
-            rc_unpack_q4(row.codes, nb, b0, nbk, U + r * ustride);
-            for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = rc_q4_scale(&row, b0 + bl);
+        if (q8)
+            rc_unpack_q8(W + (p + r) * nb * RC_Q8_BLOCK_BYTES, nb, b0, nbk, U + r * ustride);
+        else
+            rc_unpack_q4(rc_q4_row_at(W, out, nb, p + r).codes, nb, b0, nbk, U + r * ustride);
+    }
+    /* the block scales: 16 rows x 16 blocks at a time, transposed into D [block][row] */
+    for (uint64_t bl = 0; bl < nbk; bl += 16) {
+        for (int half = 0; half < 2; half++) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_castps_si512(rc_row_scales16(q8, W, out, nb, p + rc_panel_row((uint64_t)(16 * half + i), nr),
+                                                       b0 + bl, nbk - bl));
+            rc_transpose16(r);
+            for (uint64_t j = 0; j < 16 && bl + j < nbk; j++)
+                _mm512_store_si512((void *)(D + (bl + j) * RC_MR + 16 * half), r[j]);
         }
     }
-    for (uint64_t r = nr; r < RC_MR; r++)
-        for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = 0;
-    __m512i lo, hi;
-    rc_panel_index(nr, ustride, &lo, &hi);
+    /* transpose 16 rows x 16 dwords at a time: q8 the 16 dword groups of one block, q4 one dword group of
+     * the 16 blocks of a code group */
     const uint64_t groups = q8 ? 16 : 8; /* dword groups per block */
-    for (uint64_t bl = 0; bl < nbk; bl++) {
-        for (uint64_t g = 0; g < groups; g++) {
-            const uint8_t *src = q8 ? U + bl * 64 + 4 * g
-                                    : U + bl / RC_Q4_GROUP * RC_U_GROUP + g * 64 + (bl % RC_Q4_GROUP) * 4;
-            uint8_t *dst = P + (bl * groups + g) * 128;
-            _mm512_store_si512((void *)dst, _mm512_i32gather_epi32(lo, src, 1));
-            _mm512_store_si512((void *)(dst + 64), _mm512_i32gather_epi32(hi, src, 1));
+    const uint64_t steps = q8 ? nbk : (nbk + RC_Q4_GROUP - 1) / RC_Q4_GROUP * 8;
+    for (uint64_t st = 0; st < steps; st++) {
+        const uint64_t off = q8 ? st * 64 : st / 8 * RC_U_GROUP + st % 8 * 64; /* in each U row */
+        for (int half = 0; half < 2; half++) {
+            __m512i r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = _mm512_loadu_si512((const void *)(U + rc_panel_row((uint64_t)(16 * half + i), nr) * ustride + off));
+            rc_transpose16(r);
+            for (uint64_t j = 0; j < 16; j++) {
+                /* r[j]: q8 dword group j of block st; q4 dword group st % 8 of block 16 (st / 8) + j */
+                const uint64_t bl = q8 ? st : st / 8 * RC_Q4_GROUP + j, g = q8 ? j : st % 8;
+                if (bl < nbk) _mm512_store_si512((void *)(P + (bl * groups + g) * 128 + 64 * half), r[j]);
+            }
         }
     }
 }

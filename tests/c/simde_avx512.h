@@ -59,31 +59,22 @@ static inline void rc_shim_mask_storeu_ps(void *p, uint16_t m, simde__m512 v) {
         if ((m >> i) & 1) ((float *)p)[i] = f[i];
 }
 
-/* gathers with scale 1 (byte offsets), the only scale the kernels use */
-static inline simde__m512i rc_shim_i32gather_epi32(simde__m512i idx, const void *base, int scale) {
-    int32_t o[16], v[16];
-    simde_mm512_storeu_si512(o, idx);
-    for (int i = 0; i < 16; i++) memcpy(&v[i], (const char *)base + (int64_t)o[i] * scale, 4);
-    return simde_mm512_loadu_si512(v);
+static inline simde__m128i rc_shim_maskz_loadu_epi8_128(uint16_t k, const void *p) {
+    int8_t b[16];
+    for (int i = 0; i < 16; i++) b[i] = (k >> i) & 1 ? ((const int8_t *)p)[i] : 0;
+    return simde_mm_loadu_si128((const simde__m128i *)b);
 }
 
-static inline simde__m512 rc_shim_i32gather_ps(simde__m512i idx, const void *base, int scale) {
-    return simde_mm512_castsi512_ps(rc_shim_i32gather_epi32(idx, base, scale));
-}
-
-static inline simde__m256i rc_shim_cvtepi32_epi16(simde__m512i v) {
-    int32_t a[16];
+static inline simde__m256i rc_shim_maskz_loadu_epi16_256(uint16_t k, const void *p) {
     int16_t h[16];
-    simde_mm512_storeu_si512(a, v);
-    for (int i = 0; i < 16; i++) h[i] = (int16_t)a[i];
+    for (int i = 0; i < 16; i++) h[i] = (k >> i) & 1 ? ((const int16_t *)p)[i] : 0;
     return simde_mm256_loadu_si256((const simde__m256i *)h);
 }
 
 #define _mm512_maskz_loadu_ps rc_shim_maskz_loadu_ps
 #define _mm512_mask_storeu_ps rc_shim_mask_storeu_ps
-#define _mm512_i32gather_epi32 rc_shim_i32gather_epi32
-#define _mm512_i32gather_ps rc_shim_i32gather_ps
-#define _mm512_cvtepi32_epi16 rc_shim_cvtepi32_epi16
+#define _mm_maskz_loadu_epi8 rc_shim_maskz_loadu_epi8_128
+#define _mm256_maskz_loadu_epi16 rc_shim_maskz_loadu_epi16_256
 #define _mm512_cvtepi32_ps rc_shim_cvtepi32_ps
 #define _mm512_cvtph_ps rc_shim_cvtph_ps
 #define _mm512_cvtepi8_epi32 rc_shim_cvtepi8_epi32
