@@ -17,7 +17,7 @@ static inline float rc_gx_round(float v) {
 }
 
 /* One block: its scale max|x| / 127 (NaN if it holds a NaN or an infinity: then every product with it is
- * NaN, as quant.h's policy says), its int8 values and -128 times their sum. */
+ * NaN, as quant.h's policy says, and its values are stored as 0), its int8 values and -128 times their sum. */
 static void rc_gx_block(const float *xb, float *d, int32_t *corr, int8_t *q) {
     float amax = 0;
     int finite = 1;
@@ -30,7 +30,7 @@ static void rc_gx_block(const float *xb, float *d, int32_t *corr, int8_t *q) {
     const float id = db > 0 ? 1.0f / db : 0.0f;
     int32_t s = 0;
     for (int j = 0; j < RC_QK; j++) {
-        float v = rc_gx_round(xb[j] * id);
+        float v = finite ? rc_gx_round(xb[j] * id) : 0.0f;
         v = v > 127 ? 127 : v < -127 ? -127 : v;
         q[j] = (int8_t)v;
         s += (int32_t)v;

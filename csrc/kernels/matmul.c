@@ -217,15 +217,18 @@ static uint64_t rc_gemm_x_stride(uint32_t dtype, uint64_t in) {
     return dtype == RWKV_DTYPE_Q4 ? rc_gx_stride(in) : rc_qx_stride(dtype, in);
 }
 
-static void rc_gemm_x_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t t0, uint64_t t1,
-                              const rc_colscale *cs, void *out) {
-    if (dtype == RWKV_DTYPE_Q4)
+static void rc_gemm_x_prepare(const rc_kernel_set *ks, uint32_t dtype, const float *X, uint64_t in, uint64_t t0,
+                              uint64_t t1, const rc_colscale *cs, void *out) {
+    if (dtype == RWKV_DTYPE_Q4 && ks->gx_prepare)
+        ks->gx_prepare(X, in, t0, t1, cs, out);
+    else if (dtype == RWKV_DTYPE_Q4)
         rc_gx_prepare(X, in, t0, t1, cs, out);
     else
         rc_qx_prepare(dtype, X + t0 * in, in, t1 - t0, cs, (uint8_t *)out + t0 * rc_qx_stride(dtype, in));
 }
 
 typedef struct {
+    const rc_kernel_set *ks;
     uint32_t dtype;
     const float *X;
     uint64_t in, T, per;
@@ -237,12 +240,12 @@ static void rc_gx_task(void *ctx, int task, int n_tasks) {
     const rc_gx_job *j = (const rc_gx_job *)ctx;
     uint64_t t0 = (uint64_t)task * j->per, t1 = t0 + j->per;
     if (t1 > j->T) t1 = j->T;
-    if (t0 < t1) rc_gemm_x_prepare(j->dtype, j->X, j->in, t0, t1, &j->cs, j->gx);
+    if (t0 < t1) rc_gemm_x_prepare(j->ks, j->dtype, j->X, j->in, t0, t1, &j->cs, j->gx);
     (void)n_tasks;
 }
 
 /* Returns 0 if the buffers cannot be had (the caller then takes the rows path). */
-static int rc_matmul_gemm(rc_gemm_fn fn, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, float *Y) {
+static int rc_matmul_gemm(const rc_kernel_set *ks, rc_gemm_fn fn, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, float *Y) {
     rc_gemm_job j = {fn, W->data, rc_cols(W), rc_rows(W), T, 0, X, Y, NULL};
     const int quantized = rc_is_quantized(W->dtype);
     const int n_threads = rc_pool_threads(pool);
@@ -263,12 +266,12 @@ static int rc_matmul_gemm(rc_gemm_fn fn, rc_pool *pool, const rc_tensor *W, cons
     if (!buf) return 0;
     j.scratch = buf + gx_bytes;
     if (quantized) {
-        rc_gx_job g = {W->dtype, X, j.in, T, T, rc_colscale_of(W), buf};
+        rc_gx_job g = {ks, W->dtype, X, j.in, T, T, rc_colscale_of(W), buf};
         if (n_threads > 1 && T > 1 && T * j.in >= RC_GX_MIN_PARALLEL) {
             g.per = (T + (uint64_t)n_threads - 1) / (uint64_t)n_threads;
             rc_pool_run(pool, rc_gx_task, &g, (int)((T + g.per - 1) / g.per));
         } else {
-            rc_gemm_x_prepare(W->dtype, X, j.in, 0, T, &g.cs, buf);
+            rc_gemm_x_prepare(ks, W->dtype, X, j.in, 0, T, &g.cs, buf);
         }
         j.X = buf;
     }
@@ -337,7 +340,7 @@ void rc_matmul_path(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, 
                     float *Y, int path) {
     rc_gemm_fn gemm = ks->gemm[W->dtype];
     int use_gemm = gemm && (path == RC_PATH_GEMM || (path == RC_PATH_AUTO && T >= RC_GEMM_MIN_T));
-    if (use_gemm && rc_matmul_gemm(gemm, pool, W, X, T, Y)) return;
+    if (use_gemm && rc_matmul_gemm(ks, gemm, pool, W, X, T, Y)) return;
     rc_matmul_rowwise(ks, pool, W, X, T, Y);
 }
 

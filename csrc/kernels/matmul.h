@@ -38,6 +38,9 @@ typedef struct {
     rc_rows_fn rows[16];   /* by dtype id; NULL = not supported by this kernel family (scalar is used) */
     rc_row_fn row[16];
     rc_gemm_fn gemm[16];   /* by dtype id; NULL = T > 1 runs the rows function */
+    /* The q4 GEMM activation step (gemm.h, rc_gx_prepare's signature and results, bit for bit); NULL =
+     * the portable rc_gx_prepare. */
+    void (*gx_prepare)(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const void *cs, void *out);
 } rc_kernel_set;
 
 extern const rc_kernel_set rc_kernels_scalar;

@@ -15,6 +15,8 @@
  * This machine's CI cannot execute AVX-512: tests/c builds this file a second time against SIMDe (portable
  * implementations of the same intrinsics, tests/c/simde_avx512.h) and checks it against the scalar
  * reference. */
+#include <math.h>
+
 #if defined(RC_SIMDE)
 #include "simde_avx512.h"
 #else
@@ -550,10 +552,55 @@ static void rc_gemm_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     rc_gemm_int(RWKV_DTYPE_Q4, W, in, r0, r1, X, T, Y, out, scratch);
 }
 
+/* ---- the q4 GEMM activations (gemm.h), 32 values at a time: bit for bit rc_gx_prepare (the same IEEE
+ * divisions, products and sums; no fused multiply-add) ----------------------------------------------------- */
+static void rc_gx_prepare_avx512(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const void *csv,
+                                 void *out) {
+    const rc_colscale *cs = (const rc_colscale *)csv;
+    if (cs && cs->n) { /* column scales: a few matrices; the portable step applies them */
+        rc_gx_prepare(X, in, t0, t1, cs, out);
+        return;
+    }
+    const uint64_t nb = in / RC_QK, stride = rc_gx_stride(in);
+    const __m512 big = _mm512_set1_ps(12582912.0f), lim = _mm512_set1_ps(127.0f), nlim = _mm512_set1_ps(-127.0f);
+    const __m512 fmax = _mm512_set1_ps(3.0e38f);
+    const __m512i absmask = _mm512_set1_epi32(0x7fffffff);
+    for (uint64_t t = t0; t < t1; t++) {
+        uint8_t *base = (uint8_t *)out + t * stride;
+        float *d = (float *)(void *)base;
+        int32_t *corr = (int32_t *)(void *)(d + nb);
+        int8_t *q = (int8_t *)(corr + nb);
+        for (uint64_t b = 0; b < nb; b++) {
+            const float *xb = X + t * in + b * RC_QK;
+            const __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+            const __m512 a0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), absmask));
+            const __m512 a1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), absmask));
+            const int finite = _mm512_cmp_ps_mask(a0, fmax, _CMP_LE_OQ) == 0xffff &&
+                               _mm512_cmp_ps_mask(a1, fmax, _CMP_LE_OQ) == 0xffff;
+            if (!finite) { /* NaN scale, values 0 (rc_gx_block) */
+                _mm256_storeu_si256((__m256i *)(q + b * RC_QK), _mm256_setzero_si256());
+                d[b] = NAN;
+                corr[b] = 0;
+                continue;
+            }
+            const float db = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127.0f;
+            const __m512 id = _mm512_set1_ps(db > 0 ? 1.0f / db : 0.0f);
+            const __m512 v0 = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x0, id), big), big), nlim), lim);
+            const __m512 v1 = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x1, id), big), big), nlim), lim);
+            const __m512i i0 = _mm512_cvtps_epi32(v0), i1 = _mm512_cvtps_epi32(v1);
+            _mm_storeu_si128((__m128i *)(q + b * RC_QK), _mm512_cvtsepi32_epi8(i0));
+            _mm_storeu_si128((__m128i *)(q + b * RC_QK + 16), _mm512_cvtsepi32_epi8(i1));
+            d[b] = db;
+            corr[b] = -RC_GX_OFFSET * _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+        }
+    }
+}
+
 const rc_kernel_set rc_kernels_avx512 = {
     .name = "avx512",
     .rows = {[RWKV_DTYPE_F32] = rc_rows_f32, [RWKV_DTYPE_F16] = rc_rows_f16, [RWKV_DTYPE_Q8_0] = rc_rows_q8,
              [RWKV_DTYPE_Q4] = rc_rows_q4},
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
+    .gx_prepare = rc_gx_prepare_avx512,
 };

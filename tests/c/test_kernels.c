@@ -12,6 +12,7 @@
 
 #include "core/cpu.h"
 #include "core/threadpool.h"
+#include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -123,7 +124,33 @@ static void test_gemm(const rc_kernel_set *ks, uint32_t dtype) {
     }
 }
 
+/* A family's own q4 GEMM activation step must give rc_gx_prepare's bytes exactly: values on rounding ties
+ * (k + 0.5 steps), zeros, huge values, a NaN and an infinity in their blocks. */
+static void test_gx_prepare(const rc_kernel_set *ks) {
+    if (!ks->gx_prepare) return;
+    const uint64_t in = 40 * RC_QK, T = 5, stride = rc_gx_stride(in);
+    float *x = malloc(T * in * sizeof(float));
+    uint8_t *a = calloc(T, stride), *b = calloc(T, stride);
+    for (uint64_t i = 0; i < T * in; i++) x[i] = gauss() * (i % 97 == 0 ? 1e4f : 1.0f);
+    for (uint64_t i = 0; i < in; i++) x[in + i] = (float)((int)(i % 255) - 127) * 0.5f; /* ties */
+    for (uint64_t i = 0; i < RC_QK; i++) x[2 * in + i] = 0;                            /* a zero block */
+    x[2 * in + 40] = 3e30f;
+    x[3 * in + 70] = NAN;
+    x[4 * in + 100] = -INFINITY;
+    rc_gx_prepare(x, in, 0, T, NULL, a);
+    ks->gx_prepare(x, in, 0, T, NULL, b);
+    int ok = 1;
+    for (uint64_t t = 0; t < T; t++) {
+        const float *da = rc_gx_d(a + t * stride), *db = rc_gx_d(b + t * stride);
+        for (uint64_t k = 0; k < in / RC_QK; k++) ok &= (isnan(da[k]) && isnan(db[k])) || da[k] == db[k];
+        ok &= memcmp(a + t * stride + in / RC_QK * 4, b + t * stride + in / RC_QK * 4, in / RC_QK * 4 + in) == 0;
+    }
+    check(ok, ks->name, "gx_prepare", RWKV_DTYPE_Q4, T, in);
+    free(x); free(a); free(b);
+}
+
 static void test_family(const rc_kernel_set *ks) {
+    test_gx_prepare(ks);
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     static const uint64_t rows_list[] = {1, 3, 17, 64};
     for (int d = 0; d < 4; d++) {
