@@ -339,7 +339,8 @@ uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads) {
 void rc_matmul_path(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
                     float *Y, int path) {
     rc_gemm_fn gemm = ks->gemm[W->dtype];
-    int use_gemm = gemm && (path == RC_PATH_GEMM || (path == RC_PATH_AUTO && T >= RC_GEMM_MIN_T));
+    const uint64_t min_t = ks->gemm_min_t[W->dtype] ? ks->gemm_min_t[W->dtype] : RC_GEMM_MIN_T;
+    int use_gemm = gemm && (path == RC_PATH_GEMM || (path == RC_PATH_AUTO && T >= min_t));
     if (use_gemm && rc_matmul_gemm(ks, gemm, pool, W, X, T, Y)) return;
     rc_matmul_rowwise(ks, pool, W, X, T, Y);
 }

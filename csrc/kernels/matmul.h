@@ -30,7 +30,9 @@ typedef void (*rc_row_fn)(const void *W, uint64_t rows, uint64_t in, uint64_t ro
 typedef void (*rc_gemm_fn)(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T,
                            float *Y, uint64_t out, void *scratch);
 #define RC_GEMM_SCRATCH (320u << 10)
-/* Products with at least this many vectors take the GEMM path (when the family has a gemm function). */
+/* Products with at least this many vectors take the GEMM path (when the family has a gemm function and sets
+ * no other threshold for the dtype: a rows function that keeps a row in registers for several vectors can
+ * beat packing for small batches). */
 #define RC_GEMM_MIN_T 4
 
 typedef struct {
@@ -38,6 +40,7 @@ typedef struct {
     rc_rows_fn rows[16];   /* by dtype id; NULL = not supported by this kernel family (scalar is used) */
     rc_row_fn row[16];
     rc_gemm_fn gemm[16];   /* by dtype id; NULL = T > 1 runs the rows function */
+    uint8_t gemm_min_t[16]; /* by dtype id: products of fewer vectors run the rows function (0: RC_GEMM_MIN_T) */
     /* The q4 GEMM activation step (gemm.h, rc_gx_prepare's signature and results, bit for bit); NULL =
      * the portable rc_gx_prepare. */
     void (*gx_prepare)(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const void *cs, void *out);

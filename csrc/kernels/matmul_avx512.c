@@ -185,11 +185,65 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
             Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
 }
 
+/* One row against nt <= 8 prepared vectors (vector t at qx + t * xs), for small batches: each 16-block group
+ * of codes is looked up once and kept in registers for all the vectors, so a row costs one read and one
+ * unpacking, then 8 vpdpbusd per vector and group. Whole groups only (rc_rows_q4 sends rows with a short
+ * last group to rc_row_q4 per vector); the same sums as rc_row_q4, in the same order. */
+static inline __attribute__((always_inline)) void rc_row_q4_multi(const rc_q4_row *r, uint64_t nb, const uint8_t *qx,
+                                                                  uint64_t xs, const int nt, float *y, uint64_t ldy) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[8], corr[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = corr[t] = _mm512_setzero_ps();
+    for (uint64_t b = 0; b < nb; b += RC_Q4_GROUP) {
+        const uint8_t *p = r->codes + 16 * b;
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_Q4_PREFETCH + 64 * l, _MM_HINT_T0);
+        __m512i lo[4], hi[4];
+        for (int m = 0; m < 4; m++) {
+            const __m512i q = _mm512_loadu_si512((const void *)(p + 64 * m));
+            lo[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
+            hi[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
+        }
+        const __m512 dw = rc_q4_scales16(r, b);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *v = qx + t * xs;
+            const int8_t *x = rc_qx_q(v, nb) + 32 * b;
+            __m512i dl = _mm512_setzero_si512(), dh = dl;
+            for (int m = 0; m < 4; m++) {
+                dl = _mm512_dpbusd_epi32(dl, lo[m], _mm512_loadu_si512((const void *)(x + 128 * m)));
+                dh = _mm512_dpbusd_epi32(dh, hi[m], _mm512_loadu_si512((const void *)(x + 128 * m + 64)));
+            }
+            const __m512i dot = _mm512_add_epi32(dl, dh);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_loadu_ps(rc_qx_d(v) + b)), acc[t]);
+            corr[t] = _mm512_fmadd_ps(dw, _mm512_loadu_ps(rc_qx_s(v, nb) + b), corr[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) y[t * ldy] = rc_hsum512(_mm512_fnmadd_ps(_mm512_set1_ps(64.0f), corr[t], acc[t]));
+}
+
+static void rc_row_q4_multi_n(const rc_q4_row *r, uint64_t nb, const uint8_t *qx, uint64_t xs, uint64_t nt, float *y,
+                              uint64_t ldy) {
+    switch (nt) {
+#define RC_CASE(n) case n: rc_row_q4_multi(r, nb, qx, xs, n, y, ldy); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
+#undef RC_CASE
+    default: break;
+    }
+}
+
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
     const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
     for (uint64_t o = r0; o < r1; o++) {
         const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
+        if (T > 1 && nb % RC_Q4_GROUP == 0) {
+            for (uint64_t t0 = 0; t0 < T; t0 += 8)
+                rc_row_q4_multi_n(&r, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
+            continue;
+        }
         for (uint64_t t = 0; t < T; t++) Y[t * out + o] = rc_row_q4(&r, nb, (const uint8_t *)X + t * xs);
     }
 }
@@ -603,4 +657,7 @@ const rc_kernel_set rc_kernels_avx512 = {
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
     .gx_prepare = rc_gx_prepare_avx512,
+    /* q4: rc_rows_q4 keeps each row's codes in registers for up to 8 vectors; measured (14336x4096, one
+     * core) 4.4 ms against 8.5 for the GEMM at 8 vectors, even at 16, GEMM ahead from 32 */
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = 16},
 };

@@ -163,6 +163,8 @@ static void test_family(const rc_kernel_set *ks) {
         }
         for (int special = 1; special <= 4; special++) compare(ks, dtype, 9, quant ? 11 * RC_QK : 357, 2, special);
         compare(ks, dtype, 5, quant ? 128 * RC_QK : 4096, 1, 0);
+        /* several vectors through the rows functions (small batches): whole 16-block groups, up to and past 8 */
+        for (uint64_t T = 2; T <= 11; T += 3) compare(ks, dtype, 19, quant ? 32 * RC_QK : 512, T, 0);
         test_gemm(ks, dtype);
     }
 }
