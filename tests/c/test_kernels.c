@@ -4,8 +4,10 @@
  * reported and left out. Prints "N passed, N failed" and exits non-zero on any failure.
  *
  * Checks per family and dtype (f32, f16, q8, q4): shapes with odd sizes, widths not a multiple of 8/16 for
- * floats and every q4 unit mix for q8/q4 (1..40 blocks), T = 1 and 3; one row; zero input -> zero output;
- * huge finite inputs stay finite and accurate; NaN / inf input -> non-finite outputs (the NaN policy). */
+ * floats and 1..40 blocks for q8/q4 (q4 from 2: whole and short groups and super-blocks), T = 1 and 3; one row;
+ * zero input -> zero output;
+ * huge finite inputs stay finite and accurate; NaN / inf input -> non-finite outputs (the NaN policy); q8/q4
+ * with column scales against the float product of the real weights. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,52 @@ static void test_gx_prepare(const rc_kernel_set *ks) {
     free(x); free(a); free(b);
 }
 
+/* Column scales (quant.h): W stored with 3 columns divided by c, the product must equal the float product with
+ * the real weights (stored * c), for the scalar reference and the family alike (rc_qx_prepare applies them). */
+static void compare_colscale(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int path) {
+    float *wf = malloc(rows * cols * sizeof(float));
+    void *w = make_w(dtype, rows, cols, wf);
+    const float ccols[3] = {0.0f, (float)(cols / 2 + 1), (float)(cols - 1)}, cscale[3] = {40.0f, 0.25f, 7.5f};
+    rc_tensor t = {"W", dtype, 2, {rows, cols, 0, 0}, rows * cols, rc_row_bytes(dtype, cols) * rows, w, 3, ccols, cscale};
+    float *x = malloc(T * cols * sizeof(float)), *y0 = malloc(T * rows * sizeof(float)), *y1 = malloc(T * rows * sizeof(float));
+    for (uint64_t i = 0; i < T * cols; i++) x[i] = gauss();
+    rc_matmul_path(&rc_kernels_scalar, NULL, &t, x, T, y0, path);
+    rc_matmul_path(ks, NULL, &t, x, T, y1, path);
+    int ok = 1;
+    float *row = malloc(cols * sizeof(float));
+    for (uint64_t o = 0; o < rows && ok; o++) {
+        rc_tensor_row(&t, o, row); /* the real weights: stored * scale in the scaled columns */
+        for (int k = 0; k < 3; k++)
+            ok &= row[(uint64_t)ccols[k]] == wf[o * cols + (uint64_t)ccols[k]] * cscale[k];
+        for (uint64_t tt = 0; tt < T && ok; tt++) {
+            /* the activation rounding bound: stored weight (row / c) times half a step of the scaled
+             * activation's block (max |x c| / 127 for q4, / 32767 for q8) */
+            const double qmax = dtype == RWKV_DTYPE_Q4 ? 127.0 : 32767.0;
+            double want = 0, mag = 0, bound = 0;
+            for (uint64_t b = 0; b < cols / RC_QK; b++) {
+                double bmax = 0;
+                for (uint64_t i = b * RC_QK; i < (b + 1) * RC_QK; i++) {
+                    double c = 1;
+                    for (int k = 0; k < 3; k++) c = i == (uint64_t)ccols[k] ? cscale[k] : c;
+                    bmax = fmax(bmax, fabs((double)x[tt * cols + i] * c));
+                }
+                for (uint64_t i = b * RC_QK; i < (b + 1) * RC_QK; i++) {
+                    double c = 1;
+                    for (int k = 0; k < 3; k++) c = i == (uint64_t)ccols[k] ? cscale[k] : c;
+                    want += (double)row[i] * x[tt * cols + i];
+                    mag += fabs((double)row[i] * x[tt * cols + i]);
+                    bound += fabs((double)row[i] / c) * bmax / qmax / 2;
+                }
+            }
+            const float a = y0[tt * rows + o], b = y1[tt * rows + o];
+            /* family = scalar up to float order; scalar = float product up to the activation rounding */
+            ok = fabs((double)a - b) <= 3e-5 * mag + 1e-30 && fabs(a - want) <= bound * 1.001 + 3e-5 * mag;
+        }
+    }
+    check(ok, ks->name, path == RC_PATH_GEMM ? "gemm column scales" : "column scales", dtype, rows, cols);
+    free(row); free(wf); free(w); free(x); free(y0); free(y1);
+}
+
 static void test_family(const rc_kernel_set *ks) {
     test_gx_prepare(ks);
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
@@ -166,6 +214,11 @@ static void test_family(const rc_kernel_set *ks) {
         /* several vectors through the rows functions (small batches): whole 16-block groups, up to and past 8 */
         for (uint64_t T = 2; T <= 11; T += 3) compare(ks, dtype, 19, quant ? 32 * RC_QK : 512, T, 0);
         test_gemm(ks, dtype);
+        if (quant)
+            for (uint64_t nb = 2; nb <= 40; nb += 7) {
+                compare_colscale(ks, dtype, 7, nb * RC_QK, 2, RC_PATH_ROWS);
+                if (ks->gemm[dtype]) compare_colscale(ks, dtype, 37, nb * RC_QK, 9, RC_PATH_GEMM);
+            }
     }
 }
 
