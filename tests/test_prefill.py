@@ -139,7 +139,7 @@ def test_batch_larger_than_a_chunk(converted):
         assert np.abs(batch[i] - one).max() <= 1e-4
 
 
-# ---- several vectors per product: the GEMM kernels (T >= 4; q4 on AVX-512 from 16, its rows function below) and
+# ---- several vectors per product: the GEMM kernels (T >= 4; q4 on AVX-512 from 24, its rows function below) and
 # the multi-vector rows functions, against the scalar reference and numpy ------------------------------------------
 GEMM_T = [4, 7, 13, 16, 17, 25, 40]
 GEMM_COLS = {"f32": [1, 7, 300, 513, 1100], "f16": [1, 7, 300, 513, 1100],

@@ -203,8 +203,7 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
 
 /* One row against nt <= 8 prepared vectors (vector t at qx + t * xs), for small batches: each 16-block group
  * of codes is looked up once and kept in registers for all the vectors, so a row costs one read and one
- * unpacking, then 8 vpdpbusd per vector and group. Whole groups only (rc_rows_q4 sends rows with a short
- * last group to rc_row_q4 per vector); the same sums as rc_row_q4, in the same order. */
+ * unpacking, then 8 vpdpbusd per vector and group. The same sums as rc_row_q4, in the same order. */
 static inline __attribute__((always_inline)) void rc_row_q4_multi(const rc_q4_row *r, uint64_t nb, const uint8_t *qx,
                                                                   uint64_t xs, const int nt, float *y, uint64_t ldy) {
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
@@ -213,27 +212,38 @@ static inline __attribute__((always_inline)) void rc_row_q4_multi(const rc_q4_ro
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) acc[t] = corr[t] = _mm512_setzero_ps();
     for (uint64_t b = 0; b < nb; b += RC_Q4_GROUP) {
+        const uint64_t n = nb - b < RC_Q4_GROUP ? nb - b : RC_Q4_GROUP; /* blocks in this group */
+        const int whole = n == RC_Q4_GROUP;
+        const __mmask64 live = whole ? ~(__mmask64)0 : (((__mmask64)1 << (4 * n)) - 1);
+        const __mmask16 lanes = whole ? 0xffff : (__mmask16)((1u << n) - 1);
         const uint8_t *p = r->codes + 16 * b;
         for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_PREFETCH + 64 * l, _MM_HINT_T0);
         __m512i lo[4], hi[4];
-        for (int m = 0; m < 4; m++) {
-            const __m512i q = _mm512_loadu_si512((const void *)(p + 64 * m));
+        for (uint64_t m = 0; m < 4; m++) {
+            const __m512i q = rc_q4_load(p + 4 * n * m, whole, live);
             lo[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
             hi[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
         }
-        const __m512 dw = rc_q4_scales16(r, b);
+        __m512 dw;
+        if (whole) {
+            dw = rc_q4_scales16(r, b);
+        } else {
+            float d[RC_Q4_GROUP] = {0};
+            for (uint64_t k = 0; k < n; k++) d[k] = rc_q4_scale_hw(r, b + k);
+            dw = _mm512_loadu_ps(d);
+        }
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
             const uint8_t *v = qx + t * xs;
             const int8_t *x = rc_qx_q(v, nb) + 32 * b;
             __m512i dl = _mm512_setzero_si512(), dh = dl;
-            for (int m = 0; m < 4; m++) {
-                dl = _mm512_dpbusd_epi32(dl, lo[m], _mm512_loadu_si512((const void *)(x + 128 * m)));
-                dh = _mm512_dpbusd_epi32(dh, hi[m], _mm512_loadu_si512((const void *)(x + 128 * m + 64)));
+            for (uint64_t m = 0; m < 4; m++) {
+                dl = _mm512_dpbusd_epi32(dl, lo[m], rc_q4_load(x + 8 * n * m, whole, live));
+                dh = _mm512_dpbusd_epi32(dh, hi[m], rc_q4_load(x + 8 * n * m + 4 * n, whole, live));
             }
             const __m512i dot = _mm512_add_epi32(dl, dh);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_loadu_ps(rc_qx_d(v) + b)), acc[t]);
-            corr[t] = _mm512_fmadd_ps(dw, _mm512_loadu_ps(rc_qx_s(v, nb) + b), corr[t]);
+            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(lanes, rc_qx_d(v) + b)), acc[t]);
+            corr[t] = _mm512_fmadd_ps(dw, _mm512_maskz_loadu_ps(lanes, rc_qx_s(v, nb) + b), corr[t]);
         }
     }
 #pragma GCC unroll 8
@@ -255,7 +265,7 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
     for (uint64_t o = r0; o < r1; o++) {
         const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
-        if (T > 1 && nb % RC_Q4_GROUP == 0) {
+        if (T > 1) {
             for (uint64_t t0 = 0; t0 < T; t0 += 8)
                 rc_row_q4_multi_n(&r, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
             continue;
@@ -674,6 +684,6 @@ const rc_kernel_set rc_kernels_avx512 = {
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
     .gx_prepare = rc_gx_prepare_avx512,
     /* q4: rc_rows_q4 keeps each row's codes in registers for up to 8 vectors; measured (14336x4096, one
-     * core) 4.4 ms against 8.5 for the GEMM at 8 vectors, even at 16, GEMM ahead from 32 */
-    .gemm_min_t = {[RWKV_DTYPE_Q4] = 16},
+     * core) 4.4 ms against 8.5 for the GEMM at 8 vectors, 10.3 / 10.7 at 16, 15.3 / 13.7 at 24 */
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = 24},
 };
