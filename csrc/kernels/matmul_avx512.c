@@ -130,11 +130,6 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
 }
 
 /* ---- q4 ------------------------------------------------------------------------------------------------ */
-/* rc_q4_scale with the hardware f16 conversion (the same exact value) */
-static inline float rc_q4_scale_hw(const rc_q4_row *r, uint64_t b) {
-    return _cvtsh_ss(r->D[b / RC_Q4_SUPER]) * (float)r->s[b] * 0.0078125f;
-}
-
 /* the scales of blocks [b, b + 16) = two whole super-blocks (b a multiple of 16): exact, as rc_q4_scale */
 static inline __m512 rc_q4_scales16(const rc_q4_row *r, uint64_t b) {
     const __m512 s = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(r->s + b))));
@@ -166,6 +161,34 @@ static inline __m512i rc_q4_group_dot(const uint8_t *p, const int8_t *x, uint64_
     return _mm512_add_epi32(lo, hi);
 }
 
+/* The scales of the n < 16 blocks of a row's short last group (b a multiple of 16), lanes >= n zero. */
+static inline __m512 rc_q4_scales_short(const rc_q4_row *r, uint64_t b, uint64_t n, __mmask16 lanes) {
+    const __m512 s = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(lanes, r->s + b)));
+    const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(r->D[b / RC_Q4_SUPER]) * 0.0078125f);
+    const __m256 d1 = _mm256_set1_ps(n > 8 ? _cvtsh_ss(r->D[b / RC_Q4_SUPER + 1]) * 0.0078125f : 0.0f);
+    const __m512 D = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(d0)),
+                                                         _mm256_castps_pd(d1), 1));
+    return _mm512_mul_ps(s, D);
+}
+
+/* The dot products of a short group's n blocks in lanes 0..n-1: up to 8 blocks fit 256-bit registers (each
+ * chunk is 4n <= 32 bytes), half the work of the 512-bit form. */
+static inline __m512i rc_q4_short_dot(const uint8_t *p, const int8_t *x, uint64_t n) {
+    if (n > 8) return rc_q4_group_dot(p, x, n, 0, (__mmask64)((1ull << (4 * n)) - 1));
+    const __mmask32 live = (__mmask32)((1ull << (4 * n)) - 1);
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i lo = _mm256_setzero_si256(), hi = lo;
+    for (uint64_t m = 0; m < 4; m++) {
+        const __m256i q = _mm256_maskz_loadu_epi8(live, p + 4 * n * m);
+        const __m256i xl = _mm256_maskz_loadu_epi8(live, x + 8 * n * m);
+        const __m256i xh = _mm256_maskz_loadu_epi8(live, x + 8 * n * m + 4 * n);
+        lo = _mm256_dpbusd_epi32(lo, _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4)), xl);
+        hi = _mm256_dpbusd_epi32(hi, _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)), xh);
+    }
+    return _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_add_epi32(lo, hi), 0);
+}
+
 /* One row: sum over blocks of d_w d_x (dot of codebook values + 64 with x) - 64 d_w s_x. */
 static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     const float *dx = rc_qx_d(qx), *sx = rc_qx_s(qx, nb);
@@ -180,13 +203,11 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_loadu_ps(dx + b)), acc);
         corr = _mm512_fmadd_ps(dw, _mm512_loadu_ps(sx + b), corr);
     }
-    if (b < nb) { /* the short last group */
+    if (b < nb) { /* the short last group: lanes >= n masked off */
         const uint64_t n = nb - b;
-        float dw[RC_Q4_GROUP] = {0};
-        for (uint64_t k = 0; k < n; k++) dw[k] = rc_q4_scale_hw(r, b + k);
         const __mmask16 lanes = (__mmask16)((1u << n) - 1);
-        const __m512i dot = rc_q4_group_dot(r->codes + 16 * b, xq + 32 * b, n, 0, (__mmask64)((1ull << (4 * n)) - 1));
-        const __m512 w = _mm512_loadu_ps(dw);
+        const __m512 w = rc_q4_scales_short(r, b, n, lanes);
+        const __m512i dot = rc_q4_short_dot(r->codes + 16 * b, xq + 32 * b, n);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w, _mm512_maskz_loadu_ps(lanes, dx + b)), acc);
         corr = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(lanes, sx + b), corr);
     }
@@ -224,14 +245,7 @@ static inline __attribute__((always_inline)) void rc_row_q4_multi(const rc_q4_ro
             lo[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
             hi[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
         }
-        __m512 dw;
-        if (whole) {
-            dw = rc_q4_scales16(r, b);
-        } else {
-            float d[RC_Q4_GROUP] = {0};
-            for (uint64_t k = 0; k < n; k++) d[k] = rc_q4_scale_hw(r, b + k);
-            dw = _mm512_loadu_ps(d);
-        }
+        const __m512 dw = whole ? rc_q4_scales16(r, b) : rc_q4_scales_short(r, b, n, lanes);
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
             const uint8_t *v = qx + t * xs;

@@ -1,7 +1,7 @@
 /* simde_avx512.h: build csrc/kernels/matmul_avx512.c on a CPU without AVX-512, for its tests.
  *
  * SIMDe (SIMD Everywhere, Debian's libsimde-dev, header-only) implements the AVX-512 intrinsics in portable
- * code; with native aliases the kernel source compiles unchanged. SIMDe 0.7.4 (Debian bookworm) lacks six
+ * code; with native aliases the kernel source compiles unchanged. SIMDe 0.7.4 (Debian bookworm) lacks eight
  * intrinsics the kernel uses; they are supplied below, element by element, as Intel's guide defines them. */
 #ifndef RC_SIMDE_AVX512_H
 #define RC_SIMDE_AVX512_H
@@ -45,6 +45,18 @@ static inline simde__m512i rc_shim_maskz_loadu_epi8(uint64_t k, const void *p) {
     return simde_mm512_loadu_si512(b);
 }
 
+static inline simde__m128i rc_shim_mm_maskz_loadu_epi8(uint16_t k, const void *p) {
+    int8_t b[16];
+    for (int i = 0; i < 16; i++) b[i] = (k >> i) & 1 ? ((const int8_t *)p)[i] : 0;
+    return simde_mm_loadu_si128((const simde__m128i *)b);
+}
+
+static inline simde__m256i rc_shim_mm256_maskz_loadu_epi8(uint32_t k, const void *p) {
+    int8_t b[32];
+    for (int i = 0; i < 32; i++) b[i] = (k >> i) & 1 ? ((const int8_t *)p)[i] : 0;
+    return simde_mm256_loadu_si256((const simde__m256i *)b);
+}
+
 static inline simde__m512 rc_shim_maskz_loadu_ps(uint16_t k, const float *p) {
     float f[16];
     for (int i = 0; i < 16; i++) f[i] = (k >> i) & 1 ? p[i] : 0.0f;
@@ -85,12 +97,6 @@ static inline simde__m512i rc_shim_cvtps_epi32(simde__m512 v) {
     return simde_mm512_loadu_si512(a);
 }
 
-static inline simde__m128i rc_shim_maskz_loadu_epi8_128(uint16_t k, const void *p) {
-    int8_t b[16];
-    for (int i = 0; i < 16; i++) b[i] = (k >> i) & 1 ? ((const int8_t *)p)[i] : 0;
-    return simde_mm_loadu_si128((const simde__m128i *)b);
-}
-
 static inline simde__m256i rc_shim_maskz_loadu_epi16_256(uint16_t k, const void *p) {
     int16_t h[16];
     for (int i = 0; i < 16; i++) h[i] = (k >> i) & 1 ? ((const int16_t *)p)[i] : 0;
@@ -102,12 +108,13 @@ static inline simde__m256i rc_shim_maskz_loadu_epi16_256(uint16_t k, const void 
 #define _mm512_reduce_max_ps rc_shim_reduce_max_ps
 #define _mm512_reduce_add_epi32 rc_shim_reduce_add_epi32
 #define _mm512_cvtps_epi32 rc_shim_cvtps_epi32
-#define _mm_maskz_loadu_epi8 rc_shim_maskz_loadu_epi8_128
+#define _mm_maskz_loadu_epi8 rc_shim_mm_maskz_loadu_epi8
 #define _mm256_maskz_loadu_epi16 rc_shim_maskz_loadu_epi16_256
 #define _mm512_cvtepi32_ps rc_shim_cvtepi32_ps
 #define _mm512_cvtph_ps rc_shim_cvtph_ps
 #define _mm512_cvtepi8_epi32 rc_shim_cvtepi8_epi32
 #define _mm512_maskz_loadu_epi8 rc_shim_maskz_loadu_epi8
+#define _mm256_maskz_loadu_epi8 rc_shim_mm256_maskz_loadu_epi8
 #ifndef _mm512_setzero_si512
 #define _mm512_setzero_si512 rc_shim_setzero_si512
 #endif
