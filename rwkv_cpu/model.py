@@ -355,16 +355,27 @@ class Model:
         return logits, state
 
     def forward_batch(self, tokens: Tokens, states: Sequence[State]) -> np.ndarray:
-        """Advance several sequences by one token each, reading the weights once.
+        """Advance several independent sequences by one token each, in one pass over the weights.
 
-        tokens: [B] (token b goes to states[b]); returns logits [B, n_vocab]. States advance in place.
+        tokens: B token ids, token b for states[b]; states: a list of B distinct States of this model, each
+        at its own position (fresh, after a prompt, or copies). Each state advances in place, exactly as
+        forward([tokens[b]], states[b]) would advance it (to float rounding: one pass multiplies all B
+        tokens together). Returns logits [B, n_vocab], row b for sequence b. On error no state changes.
+
+        Reading the weights once for B tokens makes B sequences cost little more than one while decode is
+        limited by memory bandwidth (docs/PERFORMANCE.md, "Prompt processing and batched decode").
         """
         states = list(states)
         toks = _as_tokens(tokens, self.n_vocab)
         if len(states) != toks.shape[0]:
             raise RwkvArgumentError(f"{toks.shape[0]} tokens for {len(states)} states")
-        for s in states:
+        seen = {}
+        for i, s in enumerate(states):
             self._check_state(s)
+            if id(s) in seen:
+                raise RwkvArgumentError(f"states {seen[id(s)]} and {i} are the same State: each sequence needs its "
+                                        f"own (state.copy() makes one)")
+            seen[id(s)] = i
         handles = ffi.new("rwkv_state *[]", [s._handle for s in states])
         logits = np.empty((len(states), self.n_vocab), dtype=np.float32)
         check(lib.rwkv_eval_batch(self._handle, handles, ffi.from_buffer("int32_t[]", toks), len(states),

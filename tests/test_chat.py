@@ -53,7 +53,9 @@ def test_each_turn_reads_only_its_new_tokens(world):
                   + (tok.encode("\n\n") if second.extra_read else []))
     assert len(transcript) == chat.n_tokens
     _, ref = rwkv_cpu.Model.forward(world, transcript)
-    np.testing.assert_allclose(chat.state.to_numpy(), ref.to_numpy(), rtol=1e-5, atol=1e-6)
+    # reading the transcript in one call takes the GEMM path (csrc/kernels/gemm.h), whose float sums run in
+    # another order than decode's: equal to float rounding (measured 8e-6 at most), not bit for bit
+    np.testing.assert_allclose(chat.state.to_numpy(), ref.to_numpy(), rtol=1e-5, atol=2e-5)
 
 
 def test_one_random_stream_for_the_conversation(world):

@@ -12,6 +12,13 @@ from rwkv_cpu import PrefixCache, RwkvArgumentError, Sampler
 from rwkv_cpu.generation import StopMatcher
 
 
+def assert_same_run(a, b):
+    """States or logits of the same tokens read two ways: one call over many tokens takes the GEMM path
+    (csrc/kernels/gemm.h, T >= 4), whose float sums run in another order than decode's, so the two agree to
+    float rounding (measured < 1e-6 here), not bit for bit. A wrong token or state is off by far more."""
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 class Scripted(Sampler):
     """A sampler that returns a fixed sequence of tokens (to drive the streaming logic exactly)."""
 
@@ -123,8 +130,8 @@ def test_stop_token_ends_without_reading_it(world):
     assert "".join(gen) == " Hello!" and gen.stop_reason == "stop_token" and gen.stop == 0
     assert gen.tokens == answer
     ref_logits, ref_state = world.forward(prompt + answer)
-    assert np.array_equal(gen.state.to_numpy(), ref_state.to_numpy())
-    assert np.array_equal(gen.logits, ref_logits)
+    assert_same_run(gen.state.to_numpy(), ref_state.to_numpy())
+    assert_same_run(gen.logits, ref_logits)
 
 
 def test_state_after_sampling_is_the_state_of_the_whole_text(world):
@@ -132,7 +139,7 @@ def test_state_after_sampling_is_the_state_of_the_whole_text(world):
     text = "".join(gen)
     assert gen.stop_reason == "max_tokens" and len(gen.tokens) == 12
     _, ref = world.forward(world.tokenizer.encode("Once upon a time") + gen.tokens)
-    assert np.array_equal(gen.state.to_numpy(), ref.to_numpy())
+    assert_same_run(gen.state.to_numpy(), ref.to_numpy())
     assert world.tokenizer.decode(gen.tokens) == text
 
 
@@ -143,7 +150,7 @@ def test_continue_from_a_given_state(world):
     list(gen)
     assert gen.state is state
     _, ref = world.forward(world.tokenizer.encode(" world") + gen.tokens, before)
-    assert np.array_equal(state.to_numpy(), ref.to_numpy())
+    assert_same_run(state.to_numpy(), ref.to_numpy())
 
 
 def test_max_tokens_zero(world):
@@ -157,7 +164,7 @@ def test_close_early_leaves_the_state_at_what_was_shown(tiny):
     gen.close()
     assert gen.stop_reason == "closed" and bytes(gen.tokens) == b"ab"
     _, ref = tiny.forward(list(b"xab"))
-    assert np.array_equal(gen.state.to_numpy(), ref.to_numpy())
+    assert_same_run(gen.state.to_numpy(), ref.to_numpy())
 
 
 def test_callback_form(world):

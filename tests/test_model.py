@@ -59,7 +59,8 @@ def test_long_sequence_crosses_chunks(converted):
     ids = rng.integers(0, 256, size=200)
     seq, _ = model.forward(ids, all_logits=True)
     last, _ = model.forward(ids)
-    np.testing.assert_array_equal(seq[-1], last)
+    # the head runs on 64 rows (GEMM path) in one, on the last row (decode path) in the other: float order
+    np.testing.assert_allclose(seq[-1], last, atol=1e-5, rtol=0)
     state = model.new_state()
     for i in range(0, 200, 37):
         part, state = model.forward(ids[i:i + 37], state, all_logits=True)
@@ -104,8 +105,9 @@ def test_batch_equals_one_at_a_time(converted):
     batch_logits = model.forward_batch(nxt, states)
     for i, tok in enumerate(nxt):
         logits, solo[i] = model.forward(tok, solo[i])
+        # a batch of 4 takes the GEMM path: float sums in another order than decode's, equal to rounding
         np.testing.assert_allclose(batch_logits[i], logits, atol=1e-5, rtol=0)
-        np.testing.assert_allclose(states[i].to_numpy(), solo[i].to_numpy(), atol=1e-6, rtol=0)
+        np.testing.assert_allclose(states[i].to_numpy(), solo[i].to_numpy(), atol=1e-5, rtol=1e-5)
     with pytest.raises(rwkv_cpu.RwkvArgumentError):
         model.forward_batch([1, 2], [states[0], states[0]])
     with pytest.raises(rwkv_cpu.RwkvArgumentError):

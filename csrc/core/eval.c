@@ -55,6 +55,8 @@ static void rc_forward(rwkv_model *m, const rc_batch *b, const int32_t *tokens, 
     rc_matmul(m->pool, &m->head, xn, rows, logits);
 }
 
+uint32_t rwkv_eval_chunk(void) { return RC_MAX_CHUNK; }
+
 int rwkv_eval(rwkv_model *m, rwkv_state *state, const int32_t *tokens, uint64_t n, float *logits, uint32_t flags) {
     int st;
     if (!m || !state || (!tokens && n)) return rc_error(RWKV_ERR_ARG, "NULL argument");

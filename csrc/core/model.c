@@ -225,12 +225,12 @@ int rwkv_model_set_threads(rwkv_model *m, int n_threads) {
     if (n_threads > 1024) return rc_error(RWKV_ERR_ARG, "n_threads %d is too large", n_threads);
     rc_pool *p = rc_pool_new(n_threads);
     if (!p) return rc_error(RWKV_ERR_OOM, "cannot create a pool of %d threads", n_threads);
-    /* the int8 activation buffer of q8/q4 products, sized for the widest input and a full eval chunk, so
-     * that no evaluation allocates */
+    /* the int8 activation buffer of q8/q4 products and the GEMM packing buffers, sized for the widest
+     * input and a full eval chunk, so that no evaluation allocates */
     uint64_t widest = m->info.n_embd;
     if (m->info.dim_att > widest) widest = m->info.dim_att;
     if (m->info.n_ffn > widest) widest = m->info.n_ffn;
-    if (!rc_pool_scratch(p, (size_t)(rc_qx_stride(RWKV_DTYPE_Q8_0, widest) * RC_EVAL_CHUNK))) {
+    if (!rc_pool_scratch(p, (size_t)rc_matmul_scratch(widest, RC_EVAL_CHUNK, rc_pool_threads(p)))) {
         rc_pool_free(p);
         return rc_error(RWKV_ERR_OOM, "cannot allocate the activation buffer");
     }

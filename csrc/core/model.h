@@ -10,7 +10,7 @@
 #include "core/threadpool.h"
 
 /* Tokens evaluated together at most (longer inputs are cut into chunks of this many). */
-#define RC_EVAL_CHUNK 64
+#define RC_EVAL_CHUNK 256
 
 /* A group of tokens evaluated together: n_seq sequences, sequence s owning tokens
  * [seq_start[s], seq_start[s+1]) and the state floats state[s]. One sequence with T tokens is prompt

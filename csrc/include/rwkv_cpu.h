@@ -182,6 +182,9 @@ int rwkv_state_load(const rwkv_model *model, const char *path, rwkv_state **out)
  * tokens[0..t]). On any error the state is left unchanged. */
 int rwkv_eval(rwkv_model *model, rwkv_state *state, const int32_t *tokens, uint64_t n_tokens,
               float *logits, uint32_t flags);
+/* The most tokens one pass over the weights evaluates together (longer inputs to rwkv_eval, and batches of
+ * more sequences, run in passes of this many). */
+uint32_t rwkv_eval_chunk(void);
 /* Advance n_seqs independent sequences by one token each, in one pass over the weights.
  * states: n_seqs distinct states; tokens: [n_seqs]; logits: NULL or [n_seqs, n_vocab]. */
 int rwkv_eval_batch(rwkv_model *model, rwkv_state *const *states, const int32_t *tokens,

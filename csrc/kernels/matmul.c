@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "core/cpu.h"
+#include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -175,8 +176,104 @@ static void rc_rows_dequant_blocks(const rc_tensor *W, const float *X, uint64_t 
     }
 }
 
-void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
-                    float *Y) {
+/* ---- the GEMM path (gemm.h) ----------------------------------------------------------------------------
+ * Tasks are runs of whole RC_GEMM_ROWS-row panels, each with its own packing buffer. The activations are
+ * quantized first (q8/q4), split over the pool by vectors when there are many. */
+#define RC_GEMM_ROWS 32
+#define RC_GX_MIN_PARALLEL (64u << 10) /* floats to quantize before the pool helps */
+
+typedef struct {
+    rc_gemm_fn fn;
+    const void *W;
+    uint64_t in, out, T, rows_per_task;
+    const void *X;
+    float *Y;
+    uint8_t *scratch; /* RC_GEMM_SCRATCH bytes per task */
+} rc_gemm_job;
+
+static void rc_gemm_task(void *ctx, int task, int n_tasks) {
+    const rc_gemm_job *j = (const rc_gemm_job *)ctx;
+    uint64_t r0 = (uint64_t)task * j->rows_per_task, r1 = r0 + j->rows_per_task;
+    if (r1 > j->out) r1 = j->out;
+    if (r0 >= r1) return;
+    j->fn(j->W, j->in, r0, r1, j->X, j->T, j->Y, j->out, j->scratch + (uint64_t)task * RC_GEMM_SCRATCH);
+    (void)n_tasks;
+}
+
+/* The activations a gemm function reads (gemm.h): q4 int8 GEMM vectors, q8 the decode path's int16 ones. */
+static uint64_t rc_gemm_x_stride(uint32_t dtype, uint64_t in) {
+    return dtype == RWKV_DTYPE_Q4 ? rc_gx_stride(in) : rc_qx_stride(dtype, in);
+}
+
+static void rc_gemm_x_prepare(const rc_kernel_set *ks, uint32_t dtype, const float *X, uint64_t in, uint64_t t0,
+                              uint64_t t1, const rc_colscale *cs, void *out) {
+    if (dtype == RWKV_DTYPE_Q4 && ks->gx_prepare)
+        ks->gx_prepare(X, in, t0, t1, cs, out);
+    else if (dtype == RWKV_DTYPE_Q4)
+        rc_gx_prepare(X, in, t0, t1, cs, out);
+    else
+        rc_qx_prepare(dtype, X + t0 * in, in, t1 - t0, cs, (uint8_t *)out + t0 * rc_qx_stride(dtype, in));
+}
+
+typedef struct {
+    const rc_kernel_set *ks;
+    uint32_t dtype;
+    const float *X;
+    uint64_t in, T, per;
+    rc_colscale cs;
+    void *gx;
+} rc_gx_job;
+
+static void rc_gx_task(void *ctx, int task, int n_tasks) {
+    const rc_gx_job *j = (const rc_gx_job *)ctx;
+    uint64_t t0 = (uint64_t)task * j->per, t1 = t0 + j->per;
+    if (t1 > j->T) t1 = j->T;
+    if (t0 < t1) rc_gemm_x_prepare(j->ks, j->dtype, j->X, j->in, t0, t1, &j->cs, j->gx);
+    (void)n_tasks;
+}
+
+/* Returns 0 if the buffers cannot be had (the caller then takes the rows path). */
+static int rc_matmul_gemm(const rc_kernel_set *ks, rc_gemm_fn fn, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, float *Y) {
+    rc_gemm_job j = {fn, W->data, rc_cols(W), rc_rows(W), T, 0, X, Y, NULL};
+    const int quantized = rc_is_quantized(W->dtype);
+    const int n_threads = rc_pool_threads(pool);
+    const uint64_t weight_bytes = rc_row_bytes(W->dtype, j.in) * j.out;
+    uint64_t n_tasks = 1;
+    if (n_threads > 1 && weight_bytes * T >= RC_MIN_PARALLEL_BYTES) {
+        uint64_t panels = (j.out + RC_GEMM_ROWS - 1) / RC_GEMM_ROWS;
+        n_tasks = (uint64_t)n_threads * RC_TASKS_PER_THREAD;
+        if (n_tasks > panels) n_tasks = panels;
+    }
+    uint64_t per = (j.out + n_tasks - 1) / n_tasks;
+    j.rows_per_task = (per + RC_GEMM_ROWS - 1) / RC_GEMM_ROWS * RC_GEMM_ROWS;
+    n_tasks = (j.out + j.rows_per_task - 1) / j.rows_per_task;
+    const uint64_t gx_bytes = quantized ? T * rc_gemm_x_stride(W->dtype, j.in) : 0;
+    const uint64_t bytes = gx_bytes + n_tasks * RC_GEMM_SCRATCH;
+    void *owned = NULL;
+    uint8_t *buf = pool ? rc_pool_scratch(pool, (size_t)bytes) : (owned = rc_alloc((size_t)bytes));
+    if (!buf) return 0;
+    j.scratch = buf + gx_bytes;
+    if (quantized) {
+        rc_gx_job g = {ks, W->dtype, X, j.in, T, T, rc_colscale_of(W), buf};
+        if (n_threads > 1 && T > 1 && T * j.in >= RC_GX_MIN_PARALLEL) {
+            g.per = (T + (uint64_t)n_threads - 1) / (uint64_t)n_threads;
+            rc_pool_run(pool, rc_gx_task, &g, (int)((T + g.per - 1) / g.per));
+        } else {
+            rc_gemm_x_prepare(ks, W->dtype, X, j.in, 0, T, &g.cs, buf);
+        }
+        j.X = buf;
+    }
+    if (n_tasks > 1)
+        rc_pool_run(pool, rc_gemm_task, &j, (int)n_tasks);
+    else
+        rc_gemm_task(&j, 0, 1);
+    rc_free(owned);
+    return 1;
+}
+
+/* ---- the rows path --------------------------------------------------------------------------------------- */
+static void rc_matmul_rowwise(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X,
+                              uint64_t T, float *Y) {
     rc_matmul_job j;
     const uint32_t dtype = W->dtype;
     j.fn = ks->rows[dtype] ? ks->rows[dtype] : rc_kernels_scalar.rows[dtype];
@@ -214,6 +311,26 @@ void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, 
         rc_pool_run(pool, rc_matmul_task, &j, n_tasks);
     }
     rc_free(owned);
+}
+
+uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads) {
+    uint64_t act = rc_qx_stride(RWKV_DTYPE_Q8_0, widest);
+    if (rc_gx_stride(widest) > act) act = rc_gx_stride(widest);
+    return act * T + (uint64_t)(n_threads > 1 ? n_threads * RC_TASKS_PER_THREAD : 1) * RC_GEMM_SCRATCH;
+}
+
+void rc_matmul_path(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
+                    float *Y, int path) {
+    rc_gemm_fn gemm = ks->gemm[W->dtype];
+    const uint64_t min_t = ks->gemm_min_t[W->dtype] ? ks->gemm_min_t[W->dtype] : RC_GEMM_MIN_T;
+    int use_gemm = gemm && (path == RC_PATH_GEMM || (path == RC_PATH_AUTO && T >= min_t));
+    if (use_gemm && rc_matmul_gemm(ks, gemm, pool, W, X, T, Y)) return;
+    rc_matmul_rowwise(ks, pool, W, X, T, Y);
+}
+
+void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
+                    float *Y) {
+    rc_matmul_path(ks, pool, W, X, T, Y, RC_PATH_AUTO);
 }
 
 void rc_matmul(rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, float *Y) {

@@ -2,9 +2,10 @@
  *
  *   Y[t, o] = sum_i W[o, i] * X[t, i]      W: [out, in] (any matrix dtype), X: [T, in], Y: [T, out]
  *
- * T = 1 is decode (matrix-vector); T > 1 is prompt processing or batched decode (for now each row loops
- * over the T vectors; a GEMM kernel can slot in as another rows function). The work is split by rows of W
- * over the model's thread pool. Kernels for each instruction set live beside this file, one file per ISA
+ * T = 1 is decode (matrix-vector): "rows" functions, each row of W against the vector. T >= RC_GEMM_MIN_T
+ * is prompt processing or batched decode: "gemm" functions (gemm.h), which pack a panel of W rows once and
+ * multiply it with the T vectors from registers, so the product runs at arithmetic speed, not at the speed
+ * of re-reading each row T times. The work is split by rows of W over the model's thread pool. Kernels for each instruction set live beside this file, one file per ISA
  * compiled with its own flags (matmul_scalar.c is the reference every other kernel is tested against), and
  * are chosen once at run time from the CPU's features, or by RWKV_CPU_KERNEL=scalar|avx2|avx512|neon.
  *
@@ -23,10 +24,26 @@ typedef void (*rc_rows_fn)(const void *W, uint64_t in, uint64_t r0, uint64_t r1,
 /* Dequantize / widen row `row` of W [rows, in] to float. */
 typedef void (*rc_row_fn)(const void *W, uint64_t rows, uint64_t in, uint64_t row, float *out);
 
+/* GEMM: rows [r0, r1) of W times T >= 1 vectors, Y as above. X is float [T, in] for f32/f16 and T GEMM
+ * activation vectors (rc_gx_prepare, rc_gx_stride(in) bytes apart) for q8/q4. scratch: RC_GEMM_SCRATCH
+ * bytes, 64-byte aligned, this call's own (the packed panel of W). */
+typedef void (*rc_gemm_fn)(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T,
+                           float *Y, uint64_t out, void *scratch);
+#define RC_GEMM_SCRATCH (320u << 10)
+/* Products with at least this many vectors take the GEMM path (when the family has a gemm function and sets
+ * no other threshold for the dtype: a rows function that keeps a row in registers for several vectors can
+ * beat packing for small batches). */
+#define RC_GEMM_MIN_T 4
+
 typedef struct {
     const char *name;
     rc_rows_fn rows[16];   /* by dtype id; NULL = not supported by this kernel family (scalar is used) */
     rc_row_fn row[16];
+    rc_gemm_fn gemm[16];   /* by dtype id; NULL = T > 1 runs the rows function */
+    uint8_t gemm_min_t[16]; /* by dtype id: products of fewer vectors run the rows function (0: RC_GEMM_MIN_T) */
+    /* The q4 GEMM activation step (gemm.h, rc_gx_prepare's signature and results, bit for bit); NULL =
+     * the portable rc_gx_prepare. */
+    void (*gx_prepare)(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const void *cs, void *out);
 } rc_kernel_set;
 
 extern const rc_kernel_set rc_kernels_scalar;
@@ -45,7 +62,14 @@ void rc_matmul(rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, fl
 /* Same with an explicit kernel set (tests compare sets against the scalar reference). */
 void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
                     float *Y);
+/* Which path rc_matmul_with takes: RC_PATH_AUTO (gemm for T >= RC_GEMM_MIN_T when the family has one),
+ * or forced, for tests and benchmarks (a forced gemm the family lacks runs its rows). */
+enum { RC_PATH_AUTO = 0, RC_PATH_ROWS = 1, RC_PATH_GEMM = 2 };
+void rc_matmul_path(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
+                    float *Y, int path);
 void rc_tensor_row(const rc_tensor *W, uint64_t row, float *out);
+/* The pool scratch (rc_pool_scratch) that products of T vectors of at most `widest` inputs need. */
+uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads);
 
 int rc_matmul_supports(uint32_t dtype);
 int rc_matmul_supports_rows(uint32_t dtype);

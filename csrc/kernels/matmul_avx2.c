@@ -12,6 +12,7 @@
  *              block's xq, from the prepared vector). */
 #include <immintrin.h>
 
+#include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -220,8 +221,296 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     }
 }
 
+/* ---- GEMM (gemm.h): panels of RC_MR = 8 rows (one YMM of outputs) times NR vectors -------------------------
+ * As matmul_avx512.c's, at half the width: float panels P [kc][8]; integer panels P [block][dword group][8
+ * rows][4 bytes]. AVX2 has no VNNI: q4 multiplies u8 (codebook value + 64 <= 120) by s8 with vpmaddubsw
+ * (120 * 127 * 2 < 2^15: no saturation) and sums pairs with vpmaddwd; q8 multiplies int16 pairs with
+ * vpmaddwd. Each block starts its q4 integer sums at -64 * sum(xq) (half the GEMM vector's -128 * sum). */
+#define RC_MR 8
+#define RC_NR_F 12     /* float: 12 accumulators */
+#define RC_NR_Q 6      /* integer: 6 int32 block sums + 6 float accumulators */
+#define RC_KC_F 1024   /* inputs per float panel (a multiple of 8): 32 KB packed */
+#define RC_KC_Q 2048   /* inputs per integer panel (whole 16-block groups) */
+#define RC_ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* r[i] lane j <-> r[j] lane i, 8 x 8 dwords. */
+static inline void rc_transpose8(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int a = 0; a < 4; a++) {
+        t[2 * a] = _mm256_unpacklo_epi32(r[2 * a], r[2 * a + 1]);
+        t[2 * a + 1] = _mm256_unpackhi_epi32(r[2 * a], r[2 * a + 1]);
+    }
+    for (int b = 0; b < 2; b++) { /* u[4b + c]: column c (lane 0) and c + 4 (lane 1) of rows 4b .. 4b+3 */
+        u[4 * b] = _mm256_unpacklo_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 1] = _mm256_unpackhi_epi64(t[4 * b], t[4 * b + 2]);
+        u[4 * b + 2] = _mm256_unpacklo_epi64(t[4 * b + 1], t[4 * b + 3]);
+        u[4 * b + 3] = _mm256_unpackhi_epi64(t[4 * b + 1], t[4 * b + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        r[c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x20);
+        r[4 + c] = _mm256_permute2x128_si256(u[c], u[4 + c], 0x31);
+    }
+}
+
+static inline uint64_t rc_panel_row(uint64_t i, uint64_t nr) { return i < nr ? i : nr - 1; }
+
+/* Y[0..nr) of one vector = acc (add: += acc) */
+static RC_ALWAYS_INLINE void rc_store8(float *y, __m256 a, uint64_t nr, int add) {
+    if (nr == RC_MR) {
+        if (add) a = _mm256_add_ps(a, _mm256_loadu_ps(y));
+        _mm256_storeu_ps(y, a);
+        return;
+    }
+    float v[8];
+    _mm256_storeu_ps(v, a);
+    for (uint64_t i = 0; i < nr; i++) y[i] = add ? y[i] + v[i] : v[i];
+}
+
+/* f32 panel P [kc][8] from rows [0, nr) of W (W0 = row 0 at input k0, rows `in` values apart, f32 or f16). */
+static void rc_pack_float(int f16, const void *W0, uint64_t in, uint64_t nr, uint64_t kc, float *P) {
+    const float *w32 = (const float *)W0;
+    const uint16_t *w16 = (const uint16_t *)W0;
+    uint64_t k = 0;
+    for (; k + 8 <= kc; k += 8) {
+        __m256i r[8];
+        for (int i = 0; i < 8; i++) {
+            const uint64_t at = rc_panel_row((uint64_t)i, nr) * in + k;
+            r[i] = f16 ? _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w16 + at))))
+                       : _mm256_loadu_si256((const __m256i *)(w32 + at));
+        }
+        rc_transpose8(r);
+        for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)(P + (k + j) * RC_MR), r[j]);
+    }
+    for (; k < kc; k++)
+        for (uint64_t i = 0; i < RC_MR; i++) {
+            const uint64_t at = rc_panel_row(i, nr) * in + k;
+            P[k * RC_MR + i] = f16 ? _cvtsh_ss(w16[at]) : w32[at];
+        }
+}
+
+static RC_ALWAYS_INLINE void rc_kernel_f32(const float *P, uint64_t kc, const float *X, uint64_t ldx, const int nt,
+                                           float *Y, uint64_t ldy, uint64_t nr, int add) {
+    __m256 a[RC_NR_F];
+#pragma GCC unroll 12
+    for (int t = 0; t < nt; t++) a[t] = _mm256_setzero_ps();
+    for (uint64_t k = 0; k < kc; k++) {
+        const __m256 w = _mm256_load_ps(P + k * RC_MR);
+#pragma GCC unroll 12
+        for (int t = 0; t < nt; t++) a[t] = _mm256_fmadd_ps(w, _mm256_broadcast_ss(X + t * ldx + k), a[t]);
+    }
+#pragma GCC unroll 12
+    for (int t = 0; t < nt; t++) rc_store8(Y + t * ldy, a[t], nr, add);
+}
+
+static void rc_kernel_f32_n(const float *P, uint64_t kc, const float *X, uint64_t ldx, uint64_t nt, float *Y,
+                            uint64_t ldy, uint64_t nr, int add) {
+    switch (nt) {
+#define RC_CASE(n) case n: rc_kernel_f32(P, kc, X, ldx, n, Y, ldy, nr, add); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6)
+        RC_CASE(7) RC_CASE(8) RC_CASE(9) RC_CASE(10) RC_CASE(11) RC_CASE(12)
+#undef RC_CASE
+    default: break;
+    }
+}
+
+static void rc_gemm_float(int f16, const void *W, uint64_t in, uint64_t r0, uint64_t r1, const float *X, uint64_t T,
+                          float *Y, uint64_t out, float *P) {
+    for (uint64_t p = r0; p < r1; p += RC_MR) {
+        const uint64_t nr = r1 - p < RC_MR ? r1 - p : RC_MR;
+        for (uint64_t k0 = 0; k0 < in; k0 += RC_KC_F) {
+            const uint64_t kc = in - k0 < RC_KC_F ? in - k0 : RC_KC_F;
+            rc_pack_float(f16, f16 ? (const void *)((const uint16_t *)W + p * in + k0)
+                                   : (const void *)((const float *)W + p * in + k0), in, nr, kc, P);
+            for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_F) {
+                const uint64_t nt = T - t0 < RC_NR_F ? T - t0 : RC_NR_F;
+                rc_kernel_f32_n(P, kc, X + t0 * in + k0, in, nt, Y + t0 * out + p, out, nr, k0 > 0);
+            }
+        }
+    }
+}
+
+static void rc_gemm_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out, void *scratch) {
+    rc_gemm_float(0, W, in, r0, r1, (const float *)X, T, Y, out, (float *)scratch);
+}
+
+static void rc_gemm_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out, void *scratch) {
+    rc_gemm_float(1, W, in, r0, r1, (const float *)X, T, Y, out, (float *)scratch);
+}
+
+/* ---- integer GEMM ---------------------------------------------------------------------------------------
+ * U per row as in matmul_avx512.c (q4: [group][8 dword groups][16 blocks][4 u8], here value + 64; q8:
+ * int16 in input order); P [block][dword group][8 rows][4 bytes]: 256 bytes per block for q4, 512 for q8. */
+#define RC_U_GROUP 512
+
+static void rc_unpack_q8(const uint8_t *row, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
+    const int8_t *q = (const int8_t *)rc_q_quants(row, nb) + b0 * RC_QK;
+    for (uint64_t i = 0; i < nbk * RC_QK; i += 16)
+        _mm256_storeu_si256((__m256i *)(u + 2 * i), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(q + i))));
+}
+
+static void rc_unpack_q4(const uint8_t *codes, uint64_t nb, uint64_t b0, uint64_t nbk, uint8_t *u) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    for (uint64_t bl = 0; bl < nbk; bl += RC_Q4_GROUP) {
+        const uint64_t b = b0 + bl, n = rc_q4_group_blocks(nb, b);
+        uint8_t *ug = u + bl / RC_Q4_GROUP * RC_U_GROUP;
+        for (uint64_t m = 0; m < 4; m++) {
+            uint8_t chunk[64] = {0}; /* 4 n bytes: dword k = block k */
+            const uint8_t *c = codes + b * 16 + m * 4 * n;
+            if (n == RC_Q4_GROUP) c = codes + b * 16 + m * 64;
+            else { memcpy(chunk, c, 4 * n); c = chunk; }
+            for (int h = 0; h < 2; h++) {
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(c + 32 * h));
+                _mm256_storeu_si256((__m256i *)(ug + 2 * m * 64 + 32 * h), _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4)));
+                _mm256_storeu_si256((__m256i *)(ug + (2 * m + 1) * 64 + 32 * h),
+                                    _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)));
+            }
+        }
+    }
+}
+
+static inline uint64_t rc_u_stride(int q8, uint64_t nbk) {
+    return q8 ? nbk * RC_QK * 2 : (nbk + RC_Q4_GROUP - 1) / RC_Q4_GROUP * RC_U_GROUP;
+}
+
+static void rc_pack_q(int q8, const uint8_t *W, uint64_t out, uint64_t nb, uint64_t p, uint64_t nr, uint64_t b0,
+                      uint64_t nbk, uint8_t *U, uint8_t *P, float *D) {
+    const uint64_t ustride = rc_u_stride(q8, nbk);
+    for (uint64_t r = 0; r < RC_MR; r++) {
+        const uint64_t o = p + rc_panel_row(r, nr);
+        if (q8) {
+            const uint8_t *row = W + o * nb * RC_Q8_BLOCK_BYTES;
+            if (r < nr) rc_unpack_q8(row, nb, b0, nbk, U + r * ustride);
+            for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = _cvtsh_ss(rc_q_scales(row)[b0 + bl]);
+        } else {
+            const rc_q4_row row = rc_q4_row_at(W, out, nb, o);
+            if (r < nr) rc_unpack_q4(row.codes, nb, b0, nbk, U + r * ustride);
+            for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = rc_q4_scale(&row, b0 + bl);
+        }
+    }
+    const uint64_t groups = q8 ? 16 : 8;
+    /* q8: 8 dword groups of one block at a time; q4: one dword group of 8 blocks of a code group */
+    const uint64_t steps = q8 ? nbk * 2 : (nbk + RC_Q4_GROUP - 1) / RC_Q4_GROUP * 16;
+    for (uint64_t st = 0; st < steps; st++) {
+        const uint64_t off = q8 ? st * 32 : st / 16 * RC_U_GROUP + (st % 16) / 2 * 64 + (st % 2) * 32;
+        __m256i r[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = _mm256_loadu_si256((const __m256i *)(U + rc_panel_row((uint64_t)i, nr) * ustride + off));
+        rc_transpose8(r);
+        for (uint64_t j = 0; j < 8; j++) {
+            const uint64_t bl = q8 ? st / 2 : st / 16 * RC_Q4_GROUP + (st % 2) * 8 + j;
+            const uint64_t g = q8 ? (st % 2) * 8 + j : (st % 16) / 2;
+            if (bl < nbk) _mm256_store_si256((__m256i *)(P + (bl * groups + g) * 32), r[j]);
+        }
+    }
+}
+
+static inline int32_t rc_load_i32(const void *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static RC_ALWAYS_INLINE void rc_kernel_q(const int q8, const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk,
+                                         uint64_t nb, const uint8_t *X, uint64_t xs, const int nt, float *Y,
+                                         uint64_t ldy, uint64_t nr, int add) {
+    const uint8_t *xq[RC_NR_Q];
+    const float *dx[RC_NR_Q];
+    const int32_t *cx[RC_NR_Q];
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) {
+        dx[t] = q8 ? rc_qx_d(X + t * xs) : rc_gx_d(X + t * xs);
+        xq[t] = q8 ? (const uint8_t *)rc_qx_q16(X + t * xs, nb) : (const uint8_t *)rc_gx_q(X + t * xs, nb);
+        cx[t] = q8 ? NULL : rc_gx_corr(X + t * xs, nb);
+    }
+    const int groups = q8 ? 16 : 8;
+    const uint64_t xblock = q8 ? 64 : 32, pblock = q8 ? 512 : 256;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 a[RC_NR_Q];
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) a[t] = _mm256_setzero_ps();
+    for (uint64_t bl = 0; bl < nbk; bl++) {
+        const uint64_t b = b0 + bl;
+        const uint8_t *pb = P + bl * pblock;
+        __m256i s[RC_NR_Q];
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) s[t] = q8 ? _mm256_setzero_si256() : _mm256_set1_epi32(cx[t][b] / 2);
+#pragma GCC unroll 16
+        for (int g = 0; g < groups; g++) {
+            const __m256i w = _mm256_load_si256((const __m256i *)(pb + g * 32));
+#pragma GCC unroll 6
+            for (int t = 0; t < nt; t++) {
+                const __m256i x = _mm256_set1_epi32(rc_load_i32(xq[t] + b * xblock + 4 * g));
+                s[t] = _mm256_add_epi32(s[t], q8 ? _mm256_madd_epi16(w, x)
+                                                 : _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones));
+            }
+        }
+        const __m256 d = _mm256_load_ps(D + bl * RC_MR);
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++)
+            a[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t]), _mm256_set1_ps(dx[t][b])), d, a[t]);
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) rc_store8(Y + t * ldy, a[t], nr, add);
+}
+
+#define RC_KERNEL_Q_N(name, q8)                                                                                 \
+    static void name(const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk, uint64_t nb, const uint8_t *X, \
+                     uint64_t xs, uint64_t nt, float *Y, uint64_t ldy, uint64_t nr, int add) {                  \
+        switch (nt) {                                                                                           \
+        case 1: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 1, Y, ldy, nr, add); break;                           \
+        case 2: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 2, Y, ldy, nr, add); break;                           \
+        case 3: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 3, Y, ldy, nr, add); break;                           \
+        case 4: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 4, Y, ldy, nr, add); break;                           \
+        case 5: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 5, Y, ldy, nr, add); break;                           \
+        case 6: rc_kernel_q(q8, P, D, b0, nbk, nb, X, xs, 6, Y, ldy, nr, add); break;                           \
+        default: break;                                                                                         \
+        }                                                                                                       \
+    }
+RC_KERNEL_Q_N(rc_kernel_q4_n, 0)
+RC_KERNEL_Q_N(rc_kernel_q8_n, 1)
+#undef RC_KERNEL_Q_N
+
+static void rc_gemm_int(int q8, const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T,
+                        float *Y, uint64_t out, void *scratch) {
+    const uint64_t nb = in / RC_QK, xs = q8 ? rc_qx_stride(RWKV_DTYPE_Q8_0, in) : rc_gx_stride(in);
+    const uint64_t kcb = RC_KC_Q / RC_QK, pbytes = kcb * (q8 ? 512 : 256);
+    uint8_t *P = (uint8_t *)scratch;
+    uint8_t *U = P + pbytes;                                  /* 8 rows x rc_u_stride (<= 64 KB) */
+    float *D = (float *)(void *)(U + RC_MR * rc_u_stride(q8, kcb)); /* [kcb][8] */
+    for (uint64_t p = r0; p < r1; p += RC_MR) {
+        const uint64_t nr = r1 - p < RC_MR ? r1 - p : RC_MR;
+        for (uint64_t b0 = 0; b0 < nb; b0 += kcb) {
+            const uint64_t nbk = nb - b0 < kcb ? nb - b0 : kcb;
+            rc_pack_q(q8, (const uint8_t *)W, out, nb, p, nr, b0, nbk, U, P, D);
+            for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_Q) {
+                const uint64_t nt = T - t0 < RC_NR_Q ? T - t0 : RC_NR_Q;
+                const uint8_t *x = (const uint8_t *)X + t0 * xs;
+                if (q8)
+                    rc_kernel_q8_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr, b0 > 0);
+                else
+                    rc_kernel_q4_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr, b0 > 0);
+            }
+        }
+    }
+}
+
+static void rc_gemm_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                       uint64_t out, void *scratch) {
+    rc_gemm_int(1, W, in, r0, r1, X, T, Y, out, scratch);
+}
+
+static void rc_gemm_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                       uint64_t out, void *scratch) {
+    rc_gemm_int(0, W, in, r0, r1, X, T, Y, out, scratch);
+}
+
 const rc_kernel_set rc_kernels_avx2 = {
     .name = "avx2",
     .rows = {[RWKV_DTYPE_F32] = rc_rows_f32, [RWKV_DTYPE_F16] = rc_rows_f16, [RWKV_DTYPE_Q8_0] = rc_rows_q8,
              [RWKV_DTYPE_Q4] = rc_rows_q4},
+    .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
+             [RWKV_DTYPE_Q4] = rc_gemm_q4},
 };

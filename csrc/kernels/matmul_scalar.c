@@ -2,6 +2,7 @@
  * against these. Eight partial sums keep the float loops vectorizable by the compiler without
  * -ffast-math. The q8/q4 kernels compute exactly what quant.h defines: per block an exact integer dot
  * product of weight codes and the prepared integer activations, scaled by d_w * d_x, summed in block order. */
+#include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -118,10 +119,54 @@ static void rc_row_q4(const void *W, uint64_t rows, uint64_t in, uint64_t row, f
     rc_dequantize_row_q4((const uint8_t *)W, rows, in, row, out);
 }
 
+/* ---- GEMM references (gemm.h) -------------------------------------------------------------------------
+ * f32 / f16: the same dot products as the rows functions (a GEMM only changes the order of the work).
+ * q4: per block the exact integer dot product of the weight values with the GEMM activations (int8,
+ * gemm.h), scaled as every SIMD gemm scales it: ((float)isum * d_x) * d_w, summed in block order.
+ * q8: the decode path's int16 activations (quant.h), so this is the rows function. */
+static void rc_gemm_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out, void *scratch) {
+    rc_rows_f32(W, in, r0, r1, X, T, Y, out);
+    (void)scratch;
+}
+
+static void rc_gemm_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out, void *scratch) {
+    rc_rows_f16(W, in, r0, r1, X, T, Y, out);
+    (void)scratch;
+}
+
+static void rc_gemm_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X,
+                       uint64_t T, float *Y, uint64_t out, void *scratch) {
+    const uint64_t nb = in / RC_QK, xs = rc_gx_stride(in);
+    int8_t v[RC_QK];
+    for (uint64_t o = r0; o < r1; o++) {
+        const rc_q4_row row = rc_q4_row_at(W, out, nb, o);
+        for (uint64_t t = 0; t < T; t++) Y[t * out + o] = 0;
+        for (uint64_t b = 0; b < nb; b++) {
+            rc_q4_block_values(row.codes, nb, b, v);
+            const float dw = rc_q4_scale(&row, b);
+            for (uint64_t t = 0; t < T; t++) {
+                const void *gx = (const uint8_t *)X + t * xs;
+                const int32_t isum = rc_dot_i8(v, rc_gx_q(gx, nb) + b * RC_QK);
+                Y[t * out + o] += ((float)isum * rc_gx_d(gx)[b]) * dw;
+            }
+        }
+    }
+}
+
+static void rc_gemm_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                       uint64_t out, void *scratch) {
+    rc_rows_q8(W, in, r0, r1, X, T, Y, out);
+    (void)scratch;
+}
+
 const rc_kernel_set rc_kernels_scalar = {
     .name = "scalar",
     .rows = {[RWKV_DTYPE_F32] = rc_rows_f32, [RWKV_DTYPE_F16] = rc_rows_f16, [RWKV_DTYPE_Q8_0] = rc_rows_q8,
              [RWKV_DTYPE_Q4] = rc_rows_q4},
     .row = {[RWKV_DTYPE_F32] = rc_row_f32, [RWKV_DTYPE_F16] = rc_row_f16, [RWKV_DTYPE_Q8_0] = rc_row_q8,
             [RWKV_DTYPE_Q4] = rc_row_q4},
+    .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
+             [RWKV_DTYPE_Q4] = rc_gemm_q4},
 };

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 
 #include "core/cpu.h"
+#include "core/threadpool.h"
+#include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -52,7 +54,10 @@ static void *make_w(uint32_t dtype, uint64_t rows, uint64_t cols, float *wf) {
     return w;
 }
 
-static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int special) {
+/* ks against the scalar reference on one shape; path: RC_PATH_ROWS or RC_PATH_GEMM (both sides take it);
+ * pool: NULL (the calling thread) or a pool, to split the rows into tasks. */
+static void compare_on(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int special,
+                       int path, rc_pool *pool) {
     float *wf = malloc(rows * cols * sizeof(float));
     void *w = make_w(dtype, rows, cols, wf);
     float *x = malloc(T * cols * sizeof(float));
@@ -64,8 +69,8 @@ static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint
     if (special == 4) x[cols - 1] = -INFINITY;
     rc_tensor t = {"W", dtype, 2, {rows, cols, 0, 0}, rows * cols, rc_row_bytes(dtype, cols) * rows, w, 0, NULL, NULL};
     for (uint64_t i = 0; i < T * rows; i++) y0[i] = y1[i] = 12345.0f;
-    rc_matmul_with(&rc_kernels_scalar, NULL, &t, x, T, y0);
-    rc_matmul_with(ks, NULL, &t, x, T, y1);
+    rc_matmul_path(&rc_kernels_scalar, NULL, &t, x, T, y0, path);
+    rc_matmul_path(ks, pool, &t, x, T, y1, path);
     int ok = 1;
     for (uint64_t tt = 0; tt < T && ok; tt++) {
         for (uint64_t o = 0; o < rows && ok; o++) {
@@ -83,29 +88,87 @@ static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint
             }
         }
     }
-    static const char *what[] = {"random", "zeros", "huge", "nan", "inf"};
-    check(ok, ks->name, what[special], dtype, rows, cols);
+    static const char *what[2][5] = {{"random", "zeros", "huge", "nan", "inf"},
+                                     {"gemm random", "gemm zeros", "gemm huge", "gemm nan", "gemm inf"}};
+    check(ok, ks->name, what[path == RC_PATH_GEMM][special], dtype, rows, cols);
+    if (!ok) printf("     (T = %llu)\n", (unsigned long long)T);
     free(wf); free(w); free(x); free(y0); free(y1);
+}
+
+static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int special) {
+    compare_on(ks, dtype, rows, cols, T, special, RC_PATH_ROWS, NULL);
+}
+
+/* The GEMM path (gemm.h), where the family has one for dtype: panels of 32 rows cut anywhere (1, 31, 33,
+ * 100 rows), vector groups cut anywhere (T = 1 .. 25 across the 6 / 12 register blocks), input slices
+ * (512 floats, 1024 / 2048 quantized inputs) cut anywhere, and a pool of 2 threads splitting the rows. */
+static void test_gemm(const rc_kernel_set *ks, uint32_t dtype) {
+    if (!ks->gemm[dtype]) return;
+    const int quant = dtype >= RWKV_DTYPE_Q8_0;
+    static const uint64_t rows_list[] = {1, 17, 31, 32, 33, 100};
+    static const uint64_t T_list[] = {1, 4, 6, 7, 12, 13, 25};
+    static const uint64_t fcols[] = {1, 7, 64, 300, 513, 1100};
+    /* q4 rows hold at least 2 blocks; 16-block code groups whole, cut, and several (quant.h) */
+    static const uint64_t qblocks[] = {2, 3, 5, 15, 16, 17, 33, 64, 65, 70};
+    const int ncols = quant ? 10 : 6;
+    int i = 0;
+    for (int c = 0; c < ncols; c++) {
+        const uint64_t cols = quant ? qblocks[c] * RC_QK : fcols[c];
+        for (int r = 0; r < 6; r++, i++) compare_on(ks, dtype, rows_list[r], cols, T_list[i % 7], 0, RC_PATH_GEMM, NULL);
+    }
+    for (int special = 1; special <= 4; special++)
+        compare_on(ks, dtype, 33, quant ? 11 * RC_QK : 357, 7, special, RC_PATH_GEMM, NULL);
+    rc_pool *pool = rc_pool_new(2);
+    if (pool) {
+        compare_on(ks, dtype, 300, quant ? 96 * RC_QK : 1024, 13, 0, RC_PATH_GEMM, pool);
+        compare_on(ks, dtype, 77, quant ? 130 * RC_QK : 2100, 8, 0, RC_PATH_GEMM, pool);
+        rc_pool_free(pool);
+    }
+}
+
+/* A family's own q4 GEMM activation step must give rc_gx_prepare's bytes exactly: values on rounding ties
+ * (k + 0.5 steps), zeros, huge values, a NaN and an infinity in their blocks. */
+static void test_gx_prepare(const rc_kernel_set *ks) {
+    if (!ks->gx_prepare) return;
+    const uint64_t in = 40 * RC_QK, T = 5, stride = rc_gx_stride(in);
+    float *x = malloc(T * in * sizeof(float));
+    uint8_t *a = calloc(T, stride), *b = calloc(T, stride);
+    for (uint64_t i = 0; i < T * in; i++) x[i] = gauss() * (i % 97 == 0 ? 1e4f : 1.0f);
+    for (uint64_t i = 0; i < in; i++) x[in + i] = (float)((int)(i % 255) - 127) * 0.5f; /* ties */
+    for (uint64_t i = 0; i < RC_QK; i++) x[2 * in + i] = 0;                            /* a zero block */
+    x[2 * in + 40] = 3e30f;
+    x[3 * in + 70] = NAN;
+    x[4 * in + 100] = -INFINITY;
+    rc_gx_prepare(x, in, 0, T, NULL, a);
+    ks->gx_prepare(x, in, 0, T, NULL, b);
+    int ok = 1;
+    for (uint64_t t = 0; t < T; t++) {
+        const float *da = rc_gx_d(a + t * stride), *db = rc_gx_d(b + t * stride);
+        for (uint64_t k = 0; k < in / RC_QK; k++) ok &= (isnan(da[k]) && isnan(db[k])) || da[k] == db[k];
+        ok &= memcmp(a + t * stride + in / RC_QK * 4, b + t * stride + in / RC_QK * 4, in / RC_QK * 4 + in) == 0;
+    }
+    check(ok, ks->name, "gx_prepare", RWKV_DTYPE_Q4, T, in);
+    free(x); free(a); free(b);
 }
 
 /* Column scales (quant.h): W stored with 3 columns divided by c, the product must equal the float product with
  * the real weights (stored * c), for the scalar reference and the family alike (rc_qx_prepare applies them). */
-static void compare_colscale(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols) {
+static void compare_colscale(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t T, int path) {
     float *wf = malloc(rows * cols * sizeof(float));
     void *w = make_w(dtype, rows, cols, wf);
     const float ccols[3] = {0.0f, (float)(cols / 2 + 1), (float)(cols - 1)}, cscale[3] = {40.0f, 0.25f, 7.5f};
     rc_tensor t = {"W", dtype, 2, {rows, cols, 0, 0}, rows * cols, rc_row_bytes(dtype, cols) * rows, w, 3, ccols, cscale};
-    float *x = malloc(2 * cols * sizeof(float)), *y0 = malloc(2 * rows * sizeof(float)), *y1 = malloc(2 * rows * sizeof(float));
-    for (uint64_t i = 0; i < 2 * cols; i++) x[i] = gauss();
-    rc_matmul_with(&rc_kernels_scalar, NULL, &t, x, 2, y0);
-    rc_matmul_with(ks, NULL, &t, x, 2, y1);
+    float *x = malloc(T * cols * sizeof(float)), *y0 = malloc(T * rows * sizeof(float)), *y1 = malloc(T * rows * sizeof(float));
+    for (uint64_t i = 0; i < T * cols; i++) x[i] = gauss();
+    rc_matmul_path(&rc_kernels_scalar, NULL, &t, x, T, y0, path);
+    rc_matmul_path(ks, NULL, &t, x, T, y1, path);
     int ok = 1;
     float *row = malloc(cols * sizeof(float));
     for (uint64_t o = 0; o < rows && ok; o++) {
         rc_tensor_row(&t, o, row); /* the real weights: stored * scale in the scaled columns */
         for (int k = 0; k < 3; k++)
             ok &= row[(uint64_t)ccols[k]] == wf[o * cols + (uint64_t)ccols[k]] * cscale[k];
-        for (uint64_t tt = 0; tt < 2 && ok; tt++) {
+        for (uint64_t tt = 0; tt < T && ok; tt++) {
             /* the activation rounding bound: stored weight (row / c) times half a step of the scaled
              * activation's block (max |x c| / 127 for q4, / 32767 for q8) */
             const double qmax = dtype == RWKV_DTYPE_Q4 ? 127.0 : 32767.0;
@@ -130,11 +193,12 @@ static void compare_colscale(const rc_kernel_set *ks, uint32_t dtype, uint64_t r
             ok = fabs((double)a - b) <= 3e-5 * mag + 1e-30 && fabs(a - want) <= bound * 1.001 + 3e-5 * mag;
         }
     }
-    check(ok, ks->name, "column scales", dtype, rows, cols);
+    check(ok, ks->name, path == RC_PATH_GEMM ? "gemm column scales" : "column scales", dtype, rows, cols);
     free(row); free(wf); free(w); free(x); free(y0); free(y1);
 }
 
 static void test_family(const rc_kernel_set *ks) {
+    test_gx_prepare(ks);
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     static const uint64_t rows_list[] = {1, 3, 17, 64};
     for (int d = 0; d < 4; d++) {
@@ -147,8 +211,14 @@ static void test_family(const rc_kernel_set *ks) {
         }
         for (int special = 1; special <= 4; special++) compare(ks, dtype, 9, quant ? 11 * RC_QK : 357, 2, special);
         compare(ks, dtype, 5, quant ? 128 * RC_QK : 4096, 1, 0);
+        /* several vectors through the rows functions (small batches): whole 16-block groups, up to and past 8 */
+        for (uint64_t T = 2; T <= 11; T += 3) compare(ks, dtype, 19, quant ? 32 * RC_QK : 512, T, 0);
+        test_gemm(ks, dtype);
         if (quant)
-            for (uint64_t nb = 2; nb <= 40; nb += 7) compare_colscale(ks, dtype, 7, nb * RC_QK);
+            for (uint64_t nb = 2; nb <= 40; nb += 7) {
+                compare_colscale(ks, dtype, 7, nb * RC_QK, 2, RC_PATH_ROWS);
+                if (ks->gemm[dtype]) compare_colscale(ks, dtype, 37, nb * RC_QK, 9, RC_PATH_GEMM);
+            }
     }
 }
 
@@ -163,6 +233,13 @@ int main(void) {
         if (strcmp(ks->name, families[i]) != 0) continue;
         printf("testing %s\n", ks->name);
         test_family(ks);
+    }
+    printf("testing the scalar GEMM reference's own path split\n");
+    for (int d = 0; d < 4; d++) {
+        static const uint32_t dt[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
+        rc_pool *pool = rc_pool_new(2);
+        if (pool) compare_on(&rc_kernels_scalar, dt[d], 300, 96 * RC_QK, 9, 0, RC_PATH_GEMM, pool);
+        rc_pool_free(pool);
     }
 #ifdef RC_TEST_SIMDE
     printf("testing avx512 built against SIMDe\n");
