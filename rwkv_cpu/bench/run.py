@@ -55,14 +55,14 @@ def peak_rss_bytes() -> int:
 
 def bytes_per_token(model) -> dict:
     """What one decode step reads (module docstring), by part."""
-    parts = {"matrices": 0, "head": 0, "embedding_row": 0, "vectors": 0}
+    parts = {"matrices": 0, "head": 0, "embedding_row": 0, "vectors": 0}   # vectors: every small tensor
     for t in model.tensors():
         if t.name == "emb.weight":
             parts["embedding_row"] += t.nbytes // t.shape[0]
         elif t.name == "head.weight":
             parts["head"] += t.nbytes
-        elif len(t.shape) >= 2 and min(t.shape) > 1 and t.nbytes >= 1 << 16:
-            parts["matrices"] += t.nbytes
+        elif len(t.shape) == 2 and min(t.shape) > 1 and t.name.endswith(".weight"):
+            parts["matrices"] += t.nbytes      # the projections; LoRA and decay tables count as small tensors
         else:
             parts["vectors"] += t.nbytes
     parts["state"] = model.state_size * 4
@@ -70,13 +70,30 @@ def bytes_per_token(model) -> dict:
     return parts
 
 
+def last_level_cache_bytes() -> int:
+    """The largest CPU cache Linux reports for cpu0 (sysfs), 0 when unknown."""
+    best = 0
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = os.listdir(base)
+    except OSError:
+        return 0
+    for e in entries:
+        try:
+            with open(os.path.join(base, e, "size")) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text[:-1] if text[-1:] in "KMG" else text
+        if digits.isdigit():
+            best = max(best, int(digits) * mult)
+    return best
+
+
 def default_bandwidth_bytes() -> int:
     """A buffer 4x the last-level cache, between 256 MiB and 2 GiB."""
-    try:
-        llc = os.sysconf("SC_LEVEL3_CACHE_SIZE") or os.sysconf("SC_LEVEL2_CACHE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        llc = 0
-    return int(min(max(4 * max(llc, 0), 256 << 20), 2 << 30))
+    return int(min(max(4 * last_level_cache_bytes(), 256 << 20), 2 << 30))
 
 
 def read_bandwidth(model, nbytes: int, reps: int = 3) -> float:
