@@ -222,8 +222,9 @@ def run_one(path: str, args) -> dict:
     spec = {"path": path, "threads": args.threads, "tokens": args.tokens, "runs": args.runs,
             "warmup": args.warmup, "prefill": args.prefill, "batch": args.batch, "batch_steps": args.batch_steps,
             "bw_bytes": args.bw_bytes or default_bandwidth_bytes(), "budget": args.budget}
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")   # no idle BLAS threads beside ours
     proc = subprocess.run([sys.executable, "-m", "rwkv_cpu.bench.run", json.dumps(spec)], capture_output=True,
-                          text=True)
+                          text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmarking {path} failed:\n{proc.stderr.strip()}")
     return json.loads(proc.stdout)
