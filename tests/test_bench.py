@@ -58,6 +58,22 @@ def test_maker_is_deterministic_and_converts_and_runs(tmp_path, version):
     assert len(set(logits.argmax(axis=1).tolist())) > 3  # the input matters
 
 
+@pytest.mark.parametrize("version", ["v5.2", "v7"])
+def test_layouts_hold_the_same_model(tmp_path, version):
+    """hf (HF / fla names), blinkdl (.safetensors) and pth (torch zip by hand) convert to the same .rwkv tensors."""
+    from ckpt_helpers import read_rwkv
+    srcs = {"hf": _make(tmp_path, "hf", version, seed=4)}
+    for layout, file in (("blinkdl", "model.safetensors"), ("pth", "model.pth")):
+        srcs[layout] = os.path.join(_make(tmp_path, layout, version, seed=4, layout=layout), file)
+    tensors = {}
+    for layout, src in srcs.items():
+        s = convert(src, str(tmp_path / f"{layout}.rwkv"), quant="f16", progress=False)
+        assert s["source_format"] == ("pth" if layout == "pth" else "safetensors" if layout == "blinkdl"
+                                      else s["source_format"])
+        tensors[layout] = read_rwkv(str(tmp_path / f"{layout}.rwkv"))[1]
+    assert tensors["hf"] == tensors["blinkdl"] == tensors["pth"]
+
+
 def test_maker_chunking_does_not_change_values(tmp_path, monkeypatch):
     import rwkv_cpu.bench.maker as maker
     a = _make(tmp_path, "a", "v5.2", seed=1)

@@ -42,8 +42,9 @@ def _add_make(sub) -> None:
     p.add_argument("--layers", type=int, default=None, help="override the preset's layer count")
     p.add_argument("--vocab", type=int, default=None, help="override the preset's vocabulary size")
     p.add_argument("--dtype", default="bf16", choices=("bf16", "f16", "f32"))
-    p.add_argument("--layout", default="hf", choices=("hf", "blinkdl"),
-                   help="hf: the version's Hugging Face names + config.json; blinkdl: BlinkDL names")
+    p.add_argument("--layout", default="hf", choices=("hf", "blinkdl", "pth"),
+                   help="hf: the version's Hugging Face names + config.json; blinkdl: BlinkDL names in a "
+                        ".safetensors; pth: a BlinkDL .pth (torch zip)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_make)
 

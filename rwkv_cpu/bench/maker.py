@@ -5,7 +5,8 @@
 
 What it writes into OUT (a directory): `config.json` and `model.safetensors` in the Hugging Face layout of the
 version (transformers' names for v4, the Rwkv5/Rwkv6 remote-code names, fla's RWKV7ForCausalLM names for v7),
-or with `--layout blinkdl` one `model.safetensors` under BlinkDL names; and `bench_model.json`, the recipe.
+or with `--layout blinkdl` one `model.safetensors` under BlinkDL names, or with `--layout pth` a BlinkDL
+`model.pth` (a torch zip archive written by hand, no torch); and `bench_model.json`, the recipe.
 
 * Values: the specs of `rwkv_cpu.bench.weights` (trained-like magnitudes, each version's own tensors, shapes,
   FFN size and LoRA ranks), rounded to bf16 (or stored as f16 / f32 with --dtype).
@@ -24,6 +25,7 @@ import json
 import os
 import struct
 import time
+import zipfile
 import zlib
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -34,6 +36,7 @@ from .weights import Spec, hf_config, hf_tensor, make_specs
 CHUNK_ELEMENTS = 1 << 22          # values generated at a time (16 MiB of float32)
 DTYPES = {"bf16": "BF16", "f16": "F16", "f32": "F32"}
 OUTLIER_RANGE = (20.0, 50.0)
+LAYOUTS = ("hf", "blinkdl", "pth")   # HF names + config.json; BlinkDL names in a .safetensors; BlinkDL .pth
 
 
 # ---- outlier channels ------------------------------------------------------------------------------------
@@ -157,7 +160,7 @@ def plan_tensors(version: str, d: dict, layout: str) -> List[Tuple[Spec, str, st
     """(spec, stored name, value change) of every stored tensor, in file order."""
     out = []
     for s in _file_order(make_specs(version, d)):
-        if layout == "blinkdl":
+        if layout in ("blinkdl", "pth"):
             out.append((s, s.name, ""))
             continue
         target = hf_tensor(s.name, version)
@@ -186,35 +189,95 @@ def safetensors_header(tensors: List[Tuple[Spec, str, str]], dtype: str, meta: d
     return struct.pack("<Q", len(raw)) + raw
 
 
+# ---- BlinkDL .pth: a torch zip archive, written by hand (no torch) -----------------------------------------
+_TORCH_STORAGE = {"bf16": "BFloat16Storage", "f16": "HalfStorage", "f32": "FloatStorage"}
+
+
+def _p_str(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + struct.pack("<I", len(b)) + b
+
+
+def _p_int(v: int) -> bytes:
+    return b"J" + struct.pack("<i", v) if -2**31 <= v < 2**31 else b"\x8a\x08" + struct.pack("<q", v)
+
+
+def _p_tuple(items: List[bytes]) -> bytes:
+    return b"(" + b"".join(items) + b"t"
+
+
+def _p_global(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def torch_pickle(tensors: List[Tuple[Spec, str, str]], dtype: str) -> bytes:
+    """data.pkl of torch.save({name: tensor}) (protocol 2, the opcodes torch emits), storage i = tensor i."""
+    out = [b"\x80\x02}("]
+    for i, (spec, name, _) in enumerate(tensors):
+        shape = spec.shape
+        strides = [int(np.prod(shape[k + 1:])) for k in range(len(shape))]
+        storage = _p_tuple([_p_str("storage"), _p_global("torch", _TORCH_STORAGE[dtype]), _p_str(str(i)),
+                            _p_str("cpu"), _p_int(int(np.prod(shape)))]) + b"Q"
+        args = _p_tuple([storage, _p_int(0), _p_tuple([_p_int(d) for d in shape]),
+                         _p_tuple([_p_int(d) for d in strides]), b"\x89",
+                         _p_global("collections", "OrderedDict") + b")R"])
+        out.append(_p_str(name) + _p_global("torch._utils", "_rebuild_tensor_v2") + args + b"R")
+    out.append(b"u.")
+    return b"".join(out)
+
+
+def write_pth(path: str, tensors: List[Tuple[Spec, str, str]], dtype: str, seed: int, scaling: Scaling,
+              progress=None) -> None:
+    """A BlinkDL .pth (torch zip, stored entries), each storage streamed chunk by chunk."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        zf.writestr("archive/data.pkl", torch_pickle(tensors, dtype))
+        zf.writestr("archive/byteorder", b"little")
+        for i, (spec, name, _) in enumerate(tensors):
+            with zf.open(f"archive/data/{i}", "w", force_zip64=True) as w:
+                for chunk in generate(spec, seed, scaling.get(spec.name)):
+                    w.write(encode(chunk, dtype))
+            if progress:
+                progress(i + 1, len(tensors), name)
+        zf.writestr("archive/version", b"3\n")
+
+
+def write_safetensors(path: str, tensors: List[Tuple[Spec, str, str]], dtype: str, seed: int, scaling: Scaling,
+                      meta: dict, progress=None) -> None:
+    with open(path, "wb") as f:
+        f.write(safetensors_header(tensors, dtype, meta))
+        for k, (spec, name, how) in enumerate(tensors):
+            if how:   # small tensors that change layout: whole
+                whole = np.concatenate(list(generate(spec, seed, scaling.get(spec.name)))).reshape(spec.shape)
+                f.write(encode(whole.T if how == "T" else whole, dtype))
+            else:
+                for chunk in generate(spec, seed, scaling.get(spec.name)):
+                    f.write(encode(chunk, dtype))
+            if progress:
+                progress(k + 1, len(tensors), name)
+
+
 def make_checkpoint(out_dir: str, version: str, d: dict, *, seed: int = 0, dtype: str = "bf16",
                     outliers: int = 0, layout: str = "hf", progress=None) -> dict:
     """Write the checkpoint (module docstring); returns its recipe (also written to bench_model.json)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if layout not in ("hf", "blinkdl"):
-        raise ValueError(f"layout must be hf or blinkdl, got {layout!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     t0 = time.monotonic()
     os.makedirs(out_dir, exist_ok=True)
     tensors = plan_tensors(version, d, layout)
     scaling = outlier_plan(version, d, seed, outliers)
     recipe = {"version": version, "dims": d, "seed": seed, "dtype": dtype, "outliers": outliers, "layout": layout,
               "maker": "rwkv_cpu.bench.maker"}
-    path = os.path.join(out_dir, "model.safetensors")
+    path = os.path.join(out_dir, "model.pth" if layout == "pth" else "model.safetensors")
     tmp = path + ".partial"
-    n_params = 0
-    with open(tmp, "wb") as f:
-        f.write(safetensors_header(tensors, dtype, {"rwkv_bench": json.dumps(recipe, sort_keys=True)}))
-        for k, (spec, name, how) in enumerate(tensors):
-            if how:   # small tensors that change layout: whole
-                whole = np.concatenate(list(generate(spec, seed, scaling.get(spec.name))))
-                f.write(encode(whole.reshape(spec.shape) if how != "T" else whole.reshape(spec.shape).T, dtype))
-            else:
-                for chunk in generate(spec, seed, scaling.get(spec.name)):
-                    f.write(encode(chunk, dtype))
-            n_params += int(np.prod(spec.shape))
-            if progress:
-                progress(k + 1, len(tensors), name)
+    if layout == "pth":
+        write_pth(tmp, tensors, dtype, seed, scaling, progress)
+    else:
+        write_safetensors(tmp, tensors, dtype, seed, scaling, {"rwkv_bench": json.dumps(recipe, sort_keys=True)},
+                          progress)
     os.replace(tmp, path)
+    n_params = sum(int(np.prod(spec.shape)) for spec, _, _ in tensors)
     if layout == "hf":
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(hf_config(version, d), f, indent=2)
