@@ -109,8 +109,13 @@ def cmd_info(args) -> int:
         return _state_info(args.model)
     model = Model(args.model, n_threads=1)
     tensors = model.tensors()
+    dtype_of = {t.name: t.dtype for t in tensors}
     by_dtype = {}
     for t in tensors:
+        parent = t.name.rsplit(".", 1)[0]
+        if t.name.endswith((".outlier_cols", ".outlier_scales")) and parent in dtype_of:
+            by_dtype.setdefault(dtype_of[parent], [0, 0, 0])[2] += t.nbytes  # column scales: their matrix's cost
+            continue
         n = 1
         for d in t.shape:
             n *= d
@@ -127,7 +132,8 @@ def cmd_info(args) -> int:
     print(f"parameters    {model.n_params:,} ({model.n_params / 1e6:.2f} M), "
           f"{8 * weight_bytes / model.n_params:.2f} bits per weight")
     for dt, (cnt, n, b) in sorted(by_dtype.items()):
-        print(f"  {dt:6s}      {cnt} tensors, {n:,} weights, {b / 2**20:.1f} MiB, {8 * b / n:.2f} bits per weight")
+        # exact: every byte of the type's tensors, block scales and column scales included (alignment excluded)
+        print(f"  {dt:6s}      {cnt} tensors, {n:,} weights, {b / 2**20:.1f} MiB, {8 * b / n:.4f} bits per weight")
     print(f"tokenizer     {model.tokenizer.kind} (vocab {model.tokenizer.vocab_size})")
     print(f"state         {model.state_size:,} floats ({model.state_size * 4 / 2**20:.2f} MiB per sequence)")
     print(f"memory        {model.file_size / 2**20:.1f} MiB mapped (weights used in place) + the states")

@@ -61,7 +61,7 @@ def test_both_layouts_give_identical_tensors(outputs, name, dtype):
 def test_header_table_and_metadata(outputs):
     path = outputs[("tiny", "pth", "f16")]
     head, tensors = read_rwkv(path)
-    assert head["magic"] == b"RWKVCPU\0" and head["version"] == 1 and head["header_size"] == 256
+    assert head["magic"] == b"RWKVCPU\0" and head["version"] == 2 and head["header_size"] == 256
     assert (head["arch"], head["n_layer"], head["n_embd"], head["dim_att"], head["n_head"], head["head_size"],
             head["n_ffn"], head["n_vocab"]) == (52, 12, 64, 64, 8, 8, 256, 256)
     assert head["n_tensors"] == N_TINY == len(tensors)

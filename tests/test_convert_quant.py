@@ -5,17 +5,22 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import rwkv_cpu
 from ckpt_helpers import TINY, read_rwkv
 from rwkv_cpu.convert import convert
-from rwkv_cpu.convert.quantize import DTYPE_F16, DTYPE_F32, DTYPE_Q4, DTYPE_Q8, choose_dtype, parse_keep
+from rwkv_cpu.convert.quantize import (DTYPE_F16, DTYPE_F32, DTYPE_Q4, DTYPE_Q8, bits_per_weight, choose_dtype,
+                                       max_outlier_columns, parse_keep, quantize_rows, row_bytes)
 
 SRC = os.path.join(TINY, "model.pth")
 
 
-@pytest.mark.parametrize("quant,dtype,bits", [("q8", DTYPE_Q8, 8.5), ("q4", DTYPE_Q4, 4.5)])
+# the tiny model's matrices are [*, 64] (q4: one super-block of 2 blocks, exactly 4.5 bits) and [64, 256]
+# (one whole super-block: 4.3125 bits)
+@pytest.mark.parametrize("quant,dtype,bits", [("q8", DTYPE_Q8, {64: 8.5, 256: 8.5}),
+                                              ("q4", DTYPE_Q4, {64: 4.5, 256: 4.3125})])
 def test_every_matrix_quantized(tmp_path, quant, dtype, bits):
     out = str(tmp_path / "m.rwkv")
     convert(SRC, out, quant=quant, progress=False)
@@ -25,7 +30,8 @@ def test_every_matrix_quantized(tmp_path, quant, dtype, bits):
     for name, (dt, shape, raw) in tensors.items():
         if len(shape) == 2 and name.endswith(".weight"):  # every matrix, emb and head included
             assert dt == dtype, name
-            assert len(raw) * 8 == bits * shape[0] * shape[1]
+            assert len(raw) == shape[0] * row_bytes(dtype, shape[1])
+            assert len(raw) * 8 == bits[shape[1]] * shape[0] * shape[1]
             n_mat += 1
         else:
             assert dt == DTYPE_F32, name
@@ -100,7 +106,8 @@ def test_loader_checks_quantized_tensors(tmp_path):
     src = str(tmp_path / "m.safetensors")
     write_safetensors(src, t)
     out = str(tmp_path / "m.rwkv")
-    convert(src, out, quant="q4", tokenizer="bytes", progress=False)
+    # the embedding (n_embd 64: q4 has no room for column scales there) in q8, the rest q4
+    convert(src, out, quant="q4", keep=["q8:emb"], tokenizer="bytes", progress=False)
     good = open(out, "rb").read()
     rwkv_cpu.Model(out).forward([1])
 
@@ -112,20 +119,76 @@ def test_loader_checks_quantized_tensors(tmp_path):
 
     # a companion without its pair
     b = bytearray(good)
-    e = _entry(good, "emb.weight.outlier_vals")
-    b[e:e + 64] = b"emb.weight.outlier_valz".ljust(64, b"\0")
-    load(b, "emb.weight.outlier_vals is missing")
+    e = _entry(good, "emb.weight.outlier_scales")
+    b[e:e + 64] = b"emb.weight.outlier_scalez".ljust(64, b"\0")
+    load(b, "emb.weight.outlier_scales is missing")
     # column indices that are not increasing integers
     e = _entry(good, "emb.weight.outlier_cols")
     data = struct.unpack_from("<Q", good, 96)[0] + struct.unpack_from("<Q", good, e + 104)[0]
     b = bytearray(good)
     struct.pack_into("<f", b, data, 2.5)
     load(b, "not a column index")
+    # a scale that is not a finite positive number
+    e = _entry(good, "emb.weight.outlier_scales")
+    data = struct.unpack_from("<Q", good, 96)[0] + struct.unpack_from("<Q", good, e + 104)[0]
+    for bad in (0.0, -2.0, float("inf"), float("nan")):
+        b = bytearray(good)
+        struct.pack_into("<f", b, data, bad)
+        load(b, "not a finite positive scale")
     # a q4 matrix whose input dimension is not a multiple of 32 (shape patched, size kept)
     e = _entry(good, "head.weight")
     b = bytearray(good)
-    struct.pack_into("<QQ", b, e + 72, 256 * 2, 32)
+    struct.pack_into("<QQ", b, e + 72, 128, 128)
     load(b, "expected")
+    struct.pack_into("<QQ", b, e + 72, 256 * 2, 32)
+    load(b, "at least 64")
     struct.pack_into("<QQ", b, e + 72, 256, 63)
     load(b, "multiple of 32")
     assert np.isfinite(rwkv_cpu.Model(out).forward([1])[0]).all()
+
+
+# shapes q4 accepts, awkward ones first: one row, the fewest blocks, short last super-blocks (1, 2 blocks),
+# widths of real models
+AWKWARD = [(1, 64), (1, 96), (3, 288), (7, 576), (2, 2080), (1, 4096), (5, 4128), (64, 64), (1000, 96),
+           (65, 14336), (4096, 4096), (65536, 4096), (4096, 14336), (1, 32 * 1023)]
+
+
+@pytest.mark.parametrize("rows,cols", AWKWARD)
+def test_q4_bits_per_weight_at_most_4_5(rows, cols):
+    # the tensor is exactly rows * row_bytes, and with as many column scales as the converter may give it
+    # the whole stays within 4.5 bits per weight
+    k = max_outlier_columns(DTYPE_Q4, rows, cols)
+    assert bits_per_weight(DTYPE_Q4, rows, cols, k) <= 4.5
+    if rows * cols <= 1 << 20:
+        w = np.random.default_rng(rows + cols).standard_normal((rows, cols)).astype(np.float32)
+        assert len(quantize_rows(w, DTYPE_Q4, "W")) == rows * row_bytes(DTYPE_Q4, cols)
+
+
+def test_q4_bits_per_weight_bound_every_width():
+    # the bound proven in docs/FILE_FORMAT.md, checked for every width up to 64K and a spread of row counts
+    for nb in range(2, 2049):
+        cols = 32 * nb
+        assert 8 * row_bytes(DTYPE_Q4, cols) <= 4.5 * cols
+        for rows in (1, 2, 3, 31, 1000):
+            assert bits_per_weight(DTYPE_Q4, rows, cols, max_outlier_columns(DTYPE_Q4, rows, cols)) <= 4.5
+    assert choose_dtype("a.weight", (8, 32), True, True, DTYPE_Q4, ())[0] == DTYPE_F16  # one block: not q4
+
+
+def test_format_version_1(tmp_path):
+    # version 1 differs only in q4 and in outlier columns: an f32 file of version 1 is read, a q4 one is
+    # refused by name
+    for quant, ok in (("f32", True), ("q4", False)):
+        out = tmp_path / f"{quant}.rwkv"
+        convert(SRC, str(out), quant=quant, progress=False)
+        blob = bytearray(out.read_bytes())
+        blob[8:12] = (1).to_bytes(4, "little")
+        out.write_bytes(bytes(blob))
+        if ok:
+            rwkv_cpu.Model(str(out)).forward([1])
+        else:
+            with pytest.raises(rwkv_cpu.RwkvError, match="format version 1.*convert the checkpoint again"):
+                rwkv_cpu.Model(str(out))
+    blob[8:12] = (3).to_bytes(4, "little")
+    out.write_bytes(bytes(blob))
+    with pytest.raises(rwkv_cpu.RwkvError, match="versions 1 to 2"):
+        rwkv_cpu.Model(str(out))

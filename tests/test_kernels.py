@@ -58,10 +58,10 @@ def dequant(stored: bytes, dtype: str, rows: int, cols: int) -> np.ndarray:
     return dequantize_rows(stored, DTYPE_IDS[dtype], rows, cols).astype(np.float64)
 
 
-# input widths: any for f32/f16; multiples of 32 for q8/q4, with block counts covering every q4 unit mix
-# (nb % 4 = 0..3, nb < 8, nb % 8 != 0)
+# input widths: any for f32/f16; multiples of 32 for q8/q4 (q4: at least 64), with block counts covering every
+# q4 unit mix (nb % 4 = 0..3, nb < 8, nb % 8 != 0) and short last super-blocks of 1 and 2 blocks (288, 576)
 COLS = {"f32": [1, 7, 8, 33, 100, 257, 1024], "f16": [1, 7, 8, 33, 100, 257, 1024],
-        "q8": [32, 64, 96, 128, 160, 224, 288, 352, 1024], "q4": [32, 64, 96, 128, 160, 224, 288, 352, 1024]}
+        "q8": [32, 64, 96, 128, 160, 224, 288, 352, 1024], "q4": [64, 96, 128, 160, 224, 288, 352, 576, 1024]}
 ROWS = [1, 3, 17, 64]
 # accumulated float rounding of a sum of n terms, relative to sum |terms|
 REL = 3e-5
@@ -161,7 +161,7 @@ def test_quantize_round_trip(dtype, rel):
 
 def test_quantize_refuses_bad_values():
     for bad, msg in ((np.nan, "NaN"), (1e7, "beyond")):
-        w = np.zeros((2, 32), np.float32)
+        w = np.zeros((2, 64), np.float32)
         w[1, 3] = bad
         with pytest.raises(Exception, match=msg):
             quantize_rows(w, DTYPE_IDS["q4"], "W")
@@ -169,6 +169,10 @@ def test_quantize_refuses_bad_values():
     assert lib.rwkv_quantize(9, ffi.from_buffer("float[]", np.zeros(33, np.float32)), 1, 33, ffi.from_buffer(out),
                              10) != 0
     assert "multiple of 32" in last_error()
+    # q4 needs two blocks: a row of 32 alone would cost 4.75 bits per weight
+    assert lib.rwkv_quantize(9, ffi.from_buffer("float[]", np.zeros(32, np.float32)), 1, 32, ffi.from_buffer(out),
+                             10) != 0
+    assert "at least 64" in last_error()
 
 
 def test_unknown_family_is_refused():

@@ -74,11 +74,12 @@ typedef struct {
     uint64_t n_elements;
     uint64_t nbytes;
     const void *data;
-    /* Outlier columns of a q8/q4 matrix (docs/FILE_FORMAT.md): the columns outlier_cols[k] hold zeros in
-     * the blocks and their real values in outlier_vals [rows, k] (f16). n_outliers = 0 for most tensors. */
+    /* Column scales of a q8/q4 matrix (docs/FILE_FORMAT.md): column outlier_cols[k] is stored divided by
+     * outlier_scales[k], so the real weight is stored * scale (the products scale x instead). n_outliers = 0
+     * for most tensors. */
     uint32_t n_outliers;
     const float *outlier_cols;     /* [k] column indices, increasing, stored as exact floats */
-    const uint16_t *outlier_vals;  /* [rows, k] */
+    const float *outlier_scales;   /* [k] finite, > 0 */
 } rc_tensor;
 
 /* Rows and columns of a matrix [out, in]; a 1-D tensor is one row. */

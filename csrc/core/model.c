@@ -47,33 +47,36 @@ const rc_arch *rc_arch_find(uint32_t id) {
 
 static int rc_is_matrix_dtype(uint32_t dtype) { return rc_matmul_supports(dtype); }
 
-/* A q8/q4 matrix may come with "<name>.outlier_cols" [k] (f32, exact integers, increasing, < in) and
- * "<name>.outlier_vals" [rows, k] (f16): check them and attach them to the matrix. */
+/* A q8/q4 matrix may come with column scales (docs/FILE_FORMAT.md): "<name>.outlier_cols" [k] (f32, exact
+ * integers, increasing, < in) and "<name>.outlier_scales" [k] (f32, finite, > 0). Check them and attach
+ * them to the matrix. */
 static int rc_bind_outliers(const rwkv_model *m, rc_tensor *w, const char *name) {
     char cname[RC_NAME_CAP + 16], vname[RC_NAME_CAP + 16];
     snprintf(cname, sizeof cname, "%s.outlier_cols", name);
-    snprintf(vname, sizeof vname, "%s.outlier_vals", name);
+    snprintf(vname, sizeof vname, "%s.outlier_scales", name);
     const rc_tensor *c = rc_file_find(&m->file, cname), *v = rc_file_find(&m->file, vname);
     w->n_outliers = 0;
     if (!c && !v) return RWKV_OK;
     if (!c || !v) return rc_error(RWKV_ERR_FORMAT, "tensor %s is missing (its pair %s is present)", c ? vname : cname, c ? cname : vname);
     if (w->dtype != RWKV_DTYPE_Q8_0 && w->dtype != RWKV_DTYPE_Q4)
-        return rc_error(RWKV_ERR_FORMAT, "tensor %s: outlier columns belong to q8/q4 matrices, not %s", name, rwkv_dtype_name(w->dtype));
-    const uint64_t rows = rc_rows(w), in = rc_cols(w);
+        return rc_error(RWKV_ERR_FORMAT, "tensor %s: column scales belong to q8/q4 matrices, not %s", name, rwkv_dtype_name(w->dtype));
+    const uint64_t in = rc_cols(w);
     if (c->dtype != RWKV_DTYPE_F32 || c->n_dims != 1 || c->shape[0] > in)
         return rc_error(RWKV_ERR_FORMAT, "tensor %s must be f32 [k] with k <= %llu", cname, (unsigned long long)in);
     const uint64_t k = c->shape[0];
-    if (v->dtype != RWKV_DTYPE_F16 || v->n_dims != 2 || v->shape[0] != rows || v->shape[1] != k)
-        return rc_error(RWKV_ERR_FORMAT, "tensor %s must be f16 [%llu, %llu]", vname, (unsigned long long)rows, (unsigned long long)k);
-    const float *cols = (const float *)c->data;
+    if (v->dtype != RWKV_DTYPE_F32 || v->n_dims != 1 || v->shape[0] != k)
+        return rc_error(RWKV_ERR_FORMAT, "tensor %s must be f32 [%llu]", vname, (unsigned long long)k);
+    const float *cols = (const float *)c->data, *scales = (const float *)v->data;
     for (uint64_t i = 0; i < k; i++) {
         float x = cols[i];
         if (!(x >= 0 && x < (float)in && x == (float)(uint64_t)x && (i == 0 || x > cols[i - 1])))
             return rc_error(RWKV_ERR_FORMAT, "tensor %s: entry %llu is not a column index above the previous one", cname, (unsigned long long)i);
+        if (!(scales[i] > 0 && scales[i] <= 3.0e38f))
+            return rc_error(RWKV_ERR_FORMAT, "tensor %s: entry %llu is not a finite positive scale", vname, (unsigned long long)i);
     }
     w->n_outliers = (uint32_t)k;
     w->outlier_cols = cols;
-    w->outlier_vals = (const uint16_t *)v->data;
+    w->outlier_scales = scales;
     return RWKV_OK;
 }
 

@@ -51,8 +51,9 @@ uint64_t rc_dtype_nbytes(uint32_t dtype, uint32_t n_dims, const uint64_t *shape)
         }
         uint64_t row = rc_q_row_bytes(dtype, shape[1]);
         if (row == 0) {
-            rc_error(RWKV_ERR_FORMAT, "a %s tensor needs an input dimension that is a multiple of %d, not %llu",
-                     rwkv_dtype_name(dtype), RC_QK, (unsigned long long)shape[1]);
+            rc_error(RWKV_ERR_FORMAT, "a %s tensor needs an input dimension that is a multiple of %d%s, not %llu",
+                     rwkv_dtype_name(dtype), RC_QK, dtype == RWKV_DTYPE_Q4 ? " and at least 64" : "",
+                     (unsigned long long)shape[1]);
             return 0;
         }
         if (!rc_mul_u64(shape[0], row, &bytes)) break;
@@ -131,9 +132,9 @@ int rc_file_parse(const uint8_t *data, uint64_t size, rc_file *f) {
         return rc_error(RWKV_ERR_FORMAT, "not a .rwkv model file (bad magic)");
     const uint8_t *h = data;
     f->version = rd32(h + 8);
-    if (f->version != RC_FILE_VERSION)
-        return rc_error(RWKV_ERR_UNSUPPORTED, "file format version %u; this build reads version %d", f->version,
-                        RC_FILE_VERSION);
+    if (f->version < RC_FILE_VERSION_OLDEST || f->version > RC_FILE_VERSION)
+        return rc_error(RWKV_ERR_UNSUPPORTED, "file format version %u; this build reads versions %d to %d",
+                        f->version, RC_FILE_VERSION_OLDEST, RC_FILE_VERSION);
     if (rd32(h + 12) != RC_HEADER_SIZE) return rc_error(RWKV_ERR_FORMAT, "bad header size %u", rd32(h + 12));
     f->arch = rd32(h + 16);
     f->n_layer = rd32(h + 20);
@@ -228,6 +229,12 @@ int rc_file_parse(const uint8_t *data, uint64_t size, rc_file *f) {
         uint64_t off = rd64(e + 104);
         t->nbytes = rd64(e + 112);
         if (rd64(e + 120) != 0) { st = rc_error(RWKV_ERR_FORMAT, "tensor %s: reserved field is not zero", t->name); break; }
+        if (f->version == 1 && (t->dtype == RWKV_DTYPE_Q4 || strstr(t->name, ".outlier_vals"))) {
+            st = rc_error(RWKV_ERR_UNSUPPORTED, "tensor %s: %s of file format version 1, which this build no longer "
+                          "reads (q4 is now 4.5 bits per weight at most, with two-level scales); convert the "
+                          "checkpoint again", t->name, t->dtype == RWKV_DTYPE_Q4 ? "a q4 matrix" : "outlier columns");
+            break;
+        }
         uint64_t want = rc_dtype_nbytes(t->dtype, t->n_dims, t->shape);
         if (want == 0) { st = rc_error_prefix(rc_dtype_known(t->dtype) ? RWKV_ERR_FORMAT : RWKV_ERR_UNSUPPORTED, "tensor %s", t->name); break; }
         if (want != t->nbytes) {

@@ -6,7 +6,11 @@
 #include "core/common.h"
 
 #define RC_FILE_MAGIC "RWKVCPU"   /* 7 chars + NUL = 8 bytes */
-#define RC_FILE_VERSION 1
+#define RC_FILE_VERSION 2
+/* Version 1 differs only in q4 (one f16 scale per block) and in outlier columns stored whole in f16
+ * ("NAME.outlier_vals"): a version-1 file without either is read as it is; one with them is refused by
+ * name (convert the checkpoint again). */
+#define RC_FILE_VERSION_OLDEST 1
 #define RC_HEADER_SIZE 256
 #define RC_ENTRY_SIZE 128
 #define RC_NAME_CAP 64

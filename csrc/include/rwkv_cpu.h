@@ -60,7 +60,7 @@ enum {
     RWKV_DTYPE_F32 = 0,
     RWKV_DTYPE_F16 = 1,
     RWKV_DTYPE_Q8_0 = 8,        /* "q8": blocks of 32 int8 weights with an f16 scale (docs/FILE_FORMAT.md) */
-    RWKV_DTYPE_Q4 = 9           /* "q4": blocks of 32 4-bit codebook indices with an f16 scale */
+    RWKV_DTYPE_Q4 = 9           /* "q4": blocks of 32 4-bit codebook indices, int8 block scales, f16 per 8 blocks */
 };
 
 enum {
@@ -208,16 +208,17 @@ int rwkv_tokenizer_decode(const rwkv_tokenizer *tok, const int32_t *ids, uint64_
                           uint64_t cap, uint64_t *n_out);
 
 /* ---- quantization and matrix kernels (docs/FILE_FORMAT.md "dtypes") ------------------------------ */
-/* Bytes one row of n_cols weights takes in dtype; 0 if the dtype is unknown or n_cols does not fit its
- * blocks (q8, q4: a multiple of 32). */
+/* Bytes one row of n_cols weights takes in dtype (a matrix of n rows is exactly n times this; q4 spreads
+ * its rows over three arrays, docs/FILE_FORMAT.md); 0 if the dtype is unknown or n_cols does not fit its
+ * blocks (q8: a multiple of 32; q4: a multiple of 32, at least 64). */
 uint64_t rwkv_dtype_row_bytes(uint32_t dtype, uint64_t n_cols);
-/* Store src [n_rows, n_cols] (row-major floats) in dtype's layout; dst_size must be
+/* Store src [n_rows, n_cols] (row-major floats) as one tensor in dtype's layout; dst_size must be
  * n_rows * rwkv_dtype_row_bytes(dtype, n_cols). NaN, infinity, and values beyond what the dtype can scale
- * (f16: |x| > 65504; q8, q4: |x| > 6.5e6, for f16 block scales) are refused with RWKV_ERR_ARG naming the
- * row. q4 chooses each block's scale by minimising the block's error (see csrc/kernels/quant.c). */
+ * (f16: |x| > 65504; q8: |x| > 6.5e6; q4: |x| > 3e6, for f16 scales) are refused with RWKV_ERR_ARG naming
+ * the row. q4 chooses each block's scale by minimising the block's error (see csrc/kernels/quant.c). */
 int rwkv_quantize(uint32_t dtype, const float *src, uint64_t n_rows, uint64_t n_cols, void *dst,
                   uint64_t dst_size);
-/* The float values stored weights stand for: dst [n_rows, n_cols]. */
+/* The float values a stored tensor of n_rows rows stands for: dst [n_rows, n_cols]. */
 int rwkv_dequantize(uint32_t dtype, const void *src, uint64_t n_rows, uint64_t n_cols, float *dst);
 /* Why RWKV_CPU_KERNEL was not followed ("" when it was, or is unset). */
 const char *rwkv_kernel_note(void);

@@ -124,58 +124,60 @@ typedef struct {
     const void *W;
     uint64_t in, out, T, rows_per_task;
     const void *X;       /* what fn reads: float X or the prepared vectors */
-    const float *Xf;     /* the float X, for the outlier columns */
-    const rc_tensor *t;
     float *Y;
 } rc_matmul_job;
-
-/* Y[t, o] += sum_k vals[o, k] * X[t, cols[k]] for rows [r0, r1): the outlier columns (common.h), in float. */
-static void rc_add_outliers(const rc_tensor *W, uint64_t in, uint64_t r0, uint64_t r1, const float *X, uint64_t T,
-                            float *Y, uint64_t out) {
-    const uint32_t k = W->n_outliers;
-    for (uint64_t o = r0; o < r1; o++) {
-        const uint16_t *v = W->outlier_vals + o * k;
-        for (uint64_t t = 0; t < T; t++) {
-            const float *x = X + t * in;
-            float s = 0;
-            for (uint32_t i = 0; i < k; i++) s += rc_f16_to_f32(v[i]) * x[(uint64_t)W->outlier_cols[i]];
-            Y[t * out + o] += s;
-        }
-    }
-}
-
-static void rc_matmul_rows(const rc_matmul_job *j, uint64_t r0, uint64_t r1) {
-    j->fn(j->W, j->in, r0, r1, j->X, j->T, j->Y, j->out);
-    if (j->t->n_outliers) rc_add_outliers(j->t, j->in, r0, r1, j->Xf, j->T, j->Y, j->out);
-}
 
 static void rc_matmul_task(void *ctx, int task, int n_tasks) {
     const rc_matmul_job *j = (const rc_matmul_job *)ctx;
     uint64_t r0 = (uint64_t)task * j->rows_per_task;
     uint64_t r1 = r0 + j->rows_per_task;
     if (r1 > j->out) r1 = j->out;
-    if (r0 < r1) rc_matmul_rows(j, r0, r1);
+    if (r0 < r1) j->fn(j->W, j->in, r0, r1, j->X, j->T, j->Y, j->out);
     (void)n_tasks;
 }
 
-/* Rows of a q8/q4 matrix against float vectors, block by block (no scratch needed): the fallback when the
- * int8 activation buffer cannot be allocated. Same math as dequantizing W, in float. */
-static void rc_rows_dequant(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *Xv, uint64_t T,
-                            float *Y, uint64_t out, uint32_t dtype) {
-    const float *X = (const float *)Xv;
-    const uint64_t rb = rc_q_row_bytes(dtype, in), nb = in / RC_QK;
-    float w[RC_QK];
-    for (uint64_t o = r0; o < r1; o++) {
-        const uint8_t *row = (const uint8_t *)W + o * rb;
+/* The column scales of a q8/q4 matrix (common.h), as the activation step takes them. */
+static rc_colscale rc_colscale_of(const rc_tensor *W) {
+    rc_colscale cs = {W->n_outliers, W->outlier_cols, W->outlier_scales};
+    return cs;
+}
+
+/* Rows of a q8/q4 matrix against float vectors, one row dequantized at a time (buffer `w` of `in` floats):
+ * the fallback when the int8 activation buffer cannot be allocated. Same math as dequantizing W. */
+static void rc_rows_dequant(const rc_tensor *W, const float *X, uint64_t T, float *Y, float *w) {
+    const uint64_t out = rc_rows(W), in = rc_cols(W);
+    for (uint64_t o = 0; o < out; o++) {
+        rc_tensor_row(W, o, w);
+        for (uint64_t t = 0; t < T; t++) {
+            float s = 0;
+            for (uint64_t i = 0; i < in; i++) s += w[i] * X[t * in + i];
+            Y[t * out + o] = s;
+        }
+    }
+}
+
+/* Last resort without any memory: one block of 32 at a time, column scales applied to the weights. */
+static void rc_rows_dequant_blocks(const rc_tensor *W, const float *X, uint64_t T, float *Y) {
+    const uint64_t out = rc_rows(W), in = rc_cols(W), nb = in / RC_QK;
+    for (uint64_t o = 0; o < out; o++) {
         for (uint64_t t = 0; t < T; t++) Y[t * out + o] = 0;
+        uint32_t next = 0;
         for (uint64_t b = 0; b < nb; b++) {
-            float d = rc_f16_to_f32(rc_q_scales(row)[b]);
+            float w[RC_QK];
             int8_t v[RC_QK];
-            if (dtype == RWKV_DTYPE_Q4)
-                rc_q4_block_values(rc_q_quants(row, nb), nb, b, v);
-            else
+            float d;
+            if (W->dtype == RWKV_DTYPE_Q4) {
+                const rc_q4_row r = rc_q4_row_at(W->data, out, nb, o);
+                rc_q4_block_values(r.codes, nb, b, v);
+                d = rc_q4_scale(&r, b);
+            } else {
+                const uint8_t *row = (const uint8_t *)W->data + o * nb * RC_Q8_BLOCK_BYTES;
                 memcpy(v, rc_q_quants(row, nb) + b * RC_QK, RC_QK);
+                d = rc_f16_to_f32(rc_q_scales(row)[b]);
+            }
             for (int j = 0; j < RC_QK; j++) w[j] = d * (float)v[j];
+            for (; next < W->n_outliers && (uint64_t)W->outlier_cols[next] < (b + 1) * RC_QK; next++)
+                w[(uint64_t)W->outlier_cols[next] - b * RC_QK] *= W->outlier_scales[next];
             for (uint64_t t = 0; t < T; t++) {
                 float s = 0;
                 for (int j = 0; j < RC_QK; j++) s += w[j] * X[t * in + b * RC_QK + j];
@@ -195,26 +197,29 @@ void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, 
     j.in = rc_cols(W);
     j.T = T;
     j.X = X;
-    j.Xf = X;
-    j.t = W;
     j.Y = Y;
     void *owned = NULL;
     if (rc_is_quantized(dtype)) {
         uint64_t bytes = T * rc_qx_stride(dtype, j.in);
         void *qx = pool ? rc_pool_scratch(pool, (size_t)bytes) : (owned = rc_alloc((size_t)bytes));
         if (!qx) {
-            rc_rows_dequant(W->data, j.in, 0, j.out, X, T, Y, j.out, dtype);
-            if (W->n_outliers) rc_add_outliers(W, j.in, 0, j.out, X, T, Y, j.out);
+            float *w = (float *)rc_alloc((size_t)j.in * sizeof(float));
+            if (w)
+                rc_rows_dequant(W, X, T, Y, w);
+            else
+                rc_rows_dequant_blocks(W, X, T, Y);
+            rc_free(w);
             return;
         }
-        rc_qx_prepare(dtype, X, j.in, T, qx);
+        const rc_colscale cs = rc_colscale_of(W);
+        rc_qx_prepare(dtype, X, j.in, T, &cs, qx);
         j.X = qx;
     }
     const uint64_t row_bytes = rc_row_bytes(dtype, j.in) * (T ? T : 1);
     const uint64_t total = row_bytes * j.out;
     int n_threads = rc_pool_threads(pool);
     if (n_threads <= 1 || total < RC_MIN_PARALLEL_BYTES) {
-        rc_matmul_rows(&j, 0, j.out);
+        j.fn(j.W, j.in, 0, j.out, j.X, j.T, j.Y, j.out);
     } else {
         uint64_t tasks = (uint64_t)n_threads * RC_TASKS_PER_THREAD;
         uint64_t per = (j.out + tasks - 1) / tasks;
@@ -235,9 +240,8 @@ void rc_matmul(rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T, fl
 void rc_tensor_row(const rc_tensor *W, uint64_t row, float *out) {
     const rc_kernel_set *ks = rc_kernels();
     rc_row_fn fn = ks->row[W->dtype] ? ks->row[W->dtype] : rc_kernels_scalar.row[W->dtype];
-    fn(W->data, rc_cols(W), row, out);
-    for (uint32_t i = 0; i < W->n_outliers; i++)
-        out[(uint64_t)W->outlier_cols[i]] = rc_f16_to_f32(W->outlier_vals[row * W->n_outliers + i]);
+    fn(W->data, rc_rows(W), rc_cols(W), row, out);
+    for (uint32_t i = 0; i < W->n_outliers; i++) out[(uint64_t)W->outlier_cols[i]] *= W->outlier_scales[i];
 }
 
 int rwkv_matmul(const char *kernel, uint32_t dtype, const void *W, uint64_t rows, uint64_t cols, const float *X,

@@ -20,8 +20,8 @@
  * and T prepared vectors (rc_qx_prepare, rc_qx_stride(in) bytes apart) for q8/q4. */
 typedef void (*rc_rows_fn)(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T,
                            float *Y, uint64_t out);
-/* Dequantize / widen one row of W to float. */
-typedef void (*rc_row_fn)(const void *W, uint64_t in, uint64_t row, float *out);
+/* Dequantize / widen row `row` of W [rows, in] to float. */
+typedef void (*rc_row_fn)(const void *W, uint64_t rows, uint64_t in, uint64_t row, float *out);
 
 typedef struct {
     const char *name;

@@ -129,9 +129,14 @@ static inline __m256i rc_block_dot_u8(__m256i u, __m256i x) {
 #define RC_ACCU(acc, u, blk, scale) acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rc_block_dot_u8(u, RC_X(blk))), \
                                                            _mm256_broadcast_ss(scale), acc)
 
-static float rc_row_q4(const uint8_t *row, uint64_t nb, const void *qx) {
-    const uint16_t *dw = rc_q_scales(row);
-    const uint8_t *qs = rc_q_quants(row, nb);
+/* the scales of the 8 blocks of super-block b / 8 (b a multiple of 8, all 8 present): exact, as rc_q4_scale */
+static inline __m256 rc_q4_scales8(const rc_q4_row *r, uint64_t b) {
+    const __m256 s = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(r->s + b))));
+    return _mm256_mul_ps(s, _mm256_set1_ps(_cvtsh_ss(r->D[b / RC_Q4_SUPER]) * 0.0078125f));
+}
+
+static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
+    const uint8_t *qs = r->codes;
     const float *dx = rc_qx_d(qx), *sx = rc_qx_s(qx, nb);
     const int8_t *xq = rc_qx_q(qx, nb);
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
@@ -141,7 +146,7 @@ static float rc_row_q4(const uint8_t *row, uint64_t nb, const void *qx) {
     float sc[8];
     uint64_t b = 0;
     for (; b + 8 <= nb; b += 8) { /* two 4-block units */
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dw + b)));
+        const __m256 d8 = rc_q4_scales8(r, b);
         _mm256_storeu_ps(sc, _mm256_mul_ps(d8, _mm256_loadu_ps(dx + b)));
         corr = _mm256_fmadd_ps(d8, _mm256_loadu_ps(sx + b), corr);
         _mm_prefetch((const char *)(qs + b * 16) + RC_PREFETCH, _MM_HINT_T0);
@@ -162,11 +167,13 @@ static float rc_row_q4(const uint8_t *row, uint64_t nb, const void *qx) {
     }
     if (b < nb) { /* the last < 8 blocks: a 4-unit, a 2-unit and a 1-unit as they exist */
         const uint64_t n = nb - b;
-        /* 8 lanes read from b on stay inside the row (its quants follow the scales) and inside the prepared
-         * vector (q follows d and s); lanes >= n are masked off */
+        /* 8 lanes read from b on stay inside the prepared vector (q follows d and s); lanes >= n are
+         * masked off. The weights' scales of the last (short) super-block come one by one. */
         const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane));
-        const __m256 d8 = _mm256_and_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(dw + b))), live);
+        float dl[8] = {0};
+        for (uint64_t k = 0; k < n; k++) dl[k] = rc_q4_scale(r, b + k);
+        const __m256 d8 = _mm256_loadu_ps(dl);
         _mm256_storeu_ps(sc, _mm256_mul_ps(d8, _mm256_loadu_ps(dx + b)));
         corr = _mm256_fmadd_ps(d8, _mm256_and_ps(_mm256_loadu_ps(sx + b), live), corr);
         uint64_t k = 0;
@@ -209,10 +216,11 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
 
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
-    const uint64_t nb = in / RC_QK, rb = nb * RC_Q4_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    for (uint64_t o = r0; o < r1; o++)
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_row_q4((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
+    const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    for (uint64_t o = r0; o < r1; o++) {
+        const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
+        for (uint64_t t = 0; t < T; t++) Y[t * out + o] = rc_row_q4(&r, nb, (const uint8_t *)X + t * xs);
+    }
 }
 
 const rc_kernel_set rc_kernels_avx2 = {

@@ -133,9 +133,18 @@ static inline __m256i rc_q4_codes(const uint8_t *qs, uint64_t nb, uint64_t b) {
     return _mm256_and_si256(high ? _mm256_srli_epi16(q, 4) : q, m4);
 }
 
-static float rc_row_q4(const uint8_t *row, uint64_t nb, const void *qx) {
-    const uint16_t *dw = rc_q_scales(row);
-    const uint8_t *qs = rc_q_quants(row, nb);
+/* the scales of blocks [b, b + 16) = two whole super-blocks (b a multiple of 16): exact, as rc_q4_scale */
+static inline __m512 rc_q4_scales16(const rc_q4_row *r, uint64_t b) {
+    const __m512 s = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(r->s + b))));
+    const __m256 d0 = _mm256_set1_ps(_cvtsh_ss(r->D[b / RC_Q4_SUPER]) * 0.0078125f);
+    const __m256 d1 = _mm256_set1_ps(_cvtsh_ss(r->D[b / RC_Q4_SUPER + 1]) * 0.0078125f);
+    const __m512 D = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(d0)),
+                                                         _mm256_castps_pd(d1), 1));
+    return _mm512_mul_ps(s, D);
+}
+
+static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
+    const uint8_t *qs = r->codes;
     const float *dx = rc_qx_d(qx), *sx = rc_qx_s(qx, nb);
     const int8_t *xq = rc_qx_q(qx, nb);
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
@@ -145,9 +154,9 @@ static float rc_row_q4(const uint8_t *row, uint64_t nb, const void *qx) {
     float sc[16];
     uint64_t b = 0;
     for (; b + 16 <= nb; b += 16) { /* four 4-block units */
-        rc_scales16(dw, dx, b, sc);
-        corr = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + b))),
-                               _mm512_loadu_ps(sx + b), corr);
+        const __m512 dw16 = rc_q4_scales16(r, b);
+        _mm512_storeu_ps(sc, _mm512_mul_ps(dw16, _mm512_loadu_ps(dx + b)));
+        corr = _mm512_fmadd_ps(dw16, _mm512_loadu_ps(sx + b), corr);
         for (uint64_t u = 0; u < 16; u += 4) {
             const __m512i q = _mm512_loadu_si512((const void *)(qs + (b + u) * 16));
             const __m512i v01 = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
@@ -164,7 +173,7 @@ static float rc_row_q4(const uint8_t *row, uint64_t nb, const void *qx) {
     __m256 t0 = _mm256_setzero_ps();
     float tail_corr = 0;
     for (; b < nb; b++) {
-        const float d = _cvtsh_ss(dw[b]);
+        const float d = rc_q4_scale(r, b);
         const __m256i v = _mm256_shuffle_epi8(table256, rc_q4_codes(qs, nb, b));
         const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), v,
                                                 _mm256_loadu_si256((const __m256i *)(xq + b * RC_QK)));
@@ -184,10 +193,11 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
 
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
-    const uint64_t nb = in / RC_QK, rb = nb * RC_Q4_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    for (uint64_t o = r0; o < r1; o++)
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_row_q4((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
+    const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    for (uint64_t o = r0; o < r1; o++) {
+        const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
+        for (uint64_t t = 0; t < T; t++) Y[t * out + o] = rc_row_q4(&r, nb, (const uint8_t *)X + t * xs);
+    }
 }
 
 const rc_kernel_set rc_kernels_avx512 = {

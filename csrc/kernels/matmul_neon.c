@@ -95,9 +95,8 @@ static int32x4_t rc_block_q4_neon(int8x16_t lo, int8x16_t hi, const int8_t *x) {
     return rc_dot16(rc_dot16(vdupq_n_s32(0), lo, vld1q_s8(x)), hi, vld1q_s8(x + 16));
 }
 
-float rc_neon_row_q4(const uint8_t *row, uint64_t nb, const void *qx, rc_neon_block_fn block) {
-    const uint16_t *dw = rc_q_scales(row);
-    const uint8_t *qs = rc_q_quants(row, nb);
+float rc_neon_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx, rc_neon_block_fn block) {
+    const uint8_t *qs = r->codes;
     const float *dx = rc_qx_d(qx);
     const int8_t *xq = rc_qx_q(qx, nb);
     const int8x16_t table = vld1q_s8(rc_q4_values);
@@ -120,7 +119,7 @@ float rc_neon_row_q4(const uint8_t *row, uint64_t nb, const void *qx, rc_neon_bl
         for (uint64_t k = 0; k < blocks; k++) {
             const uint64_t bb = b + k;
             acc[k] = vfmaq_n_f32(acc[k], vcvtq_f32_s32(block(v[2 * k], v[2 * k + 1], xq + bb * RC_QK)),
-                                 rc_f16_to_f32(dw[bb]) * dx[bb]);
+                                 rc_q4_scale(r, bb) * dx[bb]);
         }
         b += blocks;
     }
@@ -137,11 +136,12 @@ void rc_neon_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const
 
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
-    const uint64_t nb = in / RC_QK, rb = nb * RC_Q4_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    for (uint64_t o = r0; o < r1; o++)
+    const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    for (uint64_t o = r0; o < r1; o++) {
+        const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
         for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_neon_row_q4((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs,
-                                            rc_block_q4_neon);
+            Y[t * out + o] = rc_neon_row_q4(&r, nb, (const uint8_t *)X + t * xs, rc_block_q4_neon);
+    }
 }
 
 const rc_kernel_set rc_kernels_neon = {

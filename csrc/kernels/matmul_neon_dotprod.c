@@ -12,11 +12,12 @@ static int32x4_t rc_block_q4_dotprod(int8x16_t lo, int8x16_t hi, const int8_t *x
 
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
-    const uint64_t nb = in / RC_QK, rb = nb * RC_Q4_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    for (uint64_t o = r0; o < r1; o++)
+    const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    for (uint64_t o = r0; o < r1; o++) {
+        const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
         for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_neon_row_q4((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs,
-                                            rc_block_q4_dotprod);
+            Y[t * out + o] = rc_neon_row_q4(&r, nb, (const uint8_t *)X + t * xs, rc_block_q4_dotprod);
+    }
 }
 
 const rc_kernel_set rc_kernels_neon_dotprod = {

@@ -22,11 +22,13 @@ static void rc_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
         for (uint64_t t = 0; t < T; t++) Y[t * out + o] = rc_dot_f32(w + o * in, X + t * in, in);
 }
 
-static void rc_row_f32(const void *W, uint64_t in, uint64_t row, float *out) {
+static void rc_row_f32(const void *W, uint64_t rows, uint64_t in, uint64_t row, float *out) {
+    (void)rows;
     memcpy(out, (const float *)W + row * in, in * sizeof(float));
 }
 
-static void rc_row_f16(const void *W, uint64_t in, uint64_t row, float *out) {
+static void rc_row_f16(const void *W, uint64_t rows, uint64_t in, uint64_t row, float *out) {
+    (void)rows;
     const uint16_t *w = (const uint16_t *)W + row * in;
     for (uint64_t i = 0; i < in; i++) out[i] = rc_f16_to_f32(w[i]);
 }
@@ -73,16 +75,14 @@ static float rc_row_dot_q8(const uint8_t *row, uint64_t nb, const void *qx) {
     return acc;
 }
 
-static float rc_row_dot_q4(const uint8_t *row, uint64_t nb, const void *qx) {
-    const uint16_t *dw = rc_q_scales(row);
-    const uint8_t *quants = rc_q_quants(row, nb);
+static float rc_row_dot_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     const float *dx = rc_qx_d(qx);
     const int8_t *xq = rc_qx_q(qx, nb);
     float acc = 0;
     int8_t v[RC_QK];
     for (uint64_t b = 0; b < nb; b++) {
-        rc_q4_block_values(quants, nb, b, v);
-        acc += (rc_f16_to_f32(dw[b]) * dx[b]) * (float)rc_dot_i8(v, xq + b * RC_QK);
+        rc_q4_block_values(r->codes, nb, b, v);
+        acc += (rc_q4_scale(r, b) * dx[b]) * (float)rc_dot_i8(v, xq + b * RC_QK);
     }
     return acc;
 }
@@ -97,18 +97,19 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
 
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
-    const uint64_t nb = in / RC_QK, rb = nb * RC_Q4_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    for (uint64_t o = r0; o < r1; o++)
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_row_dot_q4((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
+    const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    for (uint64_t o = r0; o < r1; o++) {
+        const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
+        for (uint64_t t = 0; t < T; t++) Y[t * out + o] = rc_row_dot_q4(&r, nb, (const uint8_t *)X + t * xs);
+    }
 }
 
-static void rc_row_q8(const void *W, uint64_t in, uint64_t row, float *out) {
-    rc_dequantize_row_q8((const uint8_t *)W + row * (in / RC_QK * RC_Q8_BLOCK_BYTES), in, out);
+static void rc_row_q8(const void *W, uint64_t rows, uint64_t in, uint64_t row, float *out) {
+    rc_dequantize_row_q8((const uint8_t *)W, rows, in, row, out);
 }
 
-static void rc_row_q4(const void *W, uint64_t in, uint64_t row, float *out) {
-    rc_dequantize_row_q4((const uint8_t *)W + row * (in / RC_QK * RC_Q4_BLOCK_BYTES), in, out);
+static void rc_row_q4(const void *W, uint64_t rows, uint64_t in, uint64_t row, float *out) {
+    rc_dequantize_row_q4((const uint8_t *)W, rows, in, row, out);
 }
 
 const rc_kernel_set rc_kernels_scalar = {

@@ -46,8 +46,9 @@ static inline float rc_round_even(float v) {
 
 uint64_t rc_q_row_bytes(uint32_t dtype, uint64_t in) {
     if (in == 0 || in % RC_QK) return 0;
-    if (dtype == RWKV_DTYPE_Q8_0) return in / RC_QK * RC_Q8_BLOCK_BYTES;
-    if (dtype == RWKV_DTYPE_Q4) return in / RC_QK * RC_Q4_BLOCK_BYTES;
+    const uint64_t nb = in / RC_QK;
+    if (dtype == RWKV_DTYPE_Q8_0) return nb * RC_Q8_BLOCK_BYTES;
+    if (dtype == RWKV_DTYPE_Q4) return nb < RC_Q4_MIN_BLOCKS ? 0 : nb * 17 + 2 * rc_q4_supers(nb);
     return 0;
 }
 
@@ -67,10 +68,10 @@ void rc_q4_unit_of(uint64_t nb, uint64_t b, uint64_t *first, uint64_t *blocks, u
     *offset = *first * 16;
 }
 
-void rc_q4_block_values(const uint8_t *quants, uint64_t nb, uint64_t b, int8_t out[RC_QK]) {
+void rc_q4_block_values(const uint8_t *codes, uint64_t nb, uint64_t b, int8_t out[RC_QK]) {
     uint64_t first, blocks, offset;
     rc_q4_unit_of(nb, b, &first, &blocks, &offset);
-    const uint8_t *u = quants + offset;
+    const uint8_t *u = codes + offset;
     uint64_t half = blocks * 16;             /* bytes in the unit = weights in its first half */
     uint64_t w0 = (b - first) * RC_QK;       /* this block's first weight inside the unit */
     for (uint64_t j = 0; j < RC_QK; j++) {
@@ -80,24 +81,8 @@ void rc_q4_block_values(const uint8_t *quants, uint64_t nb, uint64_t b, int8_t o
     }
 }
 
-/* Store the codes of block b (32 codes in input order). */
-static void rc_q4_block_store(uint8_t *quants, uint64_t nb, uint64_t b, const uint8_t codes[RC_QK]) {
-    uint64_t first, blocks, offset;
-    rc_q4_unit_of(nb, b, &first, &blocks, &offset);
-    uint8_t *u = quants + offset;
-    uint64_t half = blocks * 16;
-    uint64_t w0 = (b - first) * RC_QK;
-    for (uint64_t j = 0; j < RC_QK; j++) {
-        uint64_t w = w0 + j;
-        if (w < half)
-            u[w] = (uint8_t)((u[w] & 0xf0) | codes[j]);
-        else
-            u[w - half] = (uint8_t)((u[w - half] & 0x0f) | codes[j] << 4);
-    }
-}
-
 /* ---- q8 ------------------------------------------------------------------------------------------- */
-void rc_quantize_row_q8(const float *x, uint64_t in, uint8_t *row) {
+static void rc_quantize_row_q8(const float *x, uint64_t in, uint8_t *row) {
     const uint64_t nb = in / RC_QK;
     int8_t *q = (int8_t *)(row + 2 * nb);
     for (uint64_t b = 0; b < nb; b++) {
@@ -115,8 +100,15 @@ void rc_quantize_row_q8(const float *x, uint64_t in, uint8_t *row) {
     }
 }
 
-void rc_dequantize_row_q8(const uint8_t *row, uint64_t in, float *out) {
+void rc_quantize_q8(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst) {
+    const uint64_t rb = rc_q_row_bytes(RWKV_DTYPE_Q8_0, in);
+    for (uint64_t o = 0; o < n_rows; o++) rc_quantize_row_q8(x + o * in, in, dst + o * rb);
+}
+
+void rc_dequantize_row_q8(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64_t o, float *out) {
     const uint64_t nb = in / RC_QK;
+    const uint8_t *row = W + o * nb * RC_Q8_BLOCK_BYTES;
+    (void)n_rows;
     const int8_t *q = (const int8_t *)(row + 2 * nb);
     for (uint64_t b = 0; b < nb; b++) {
         float d = rc_f16_to_f32(rc_get_f16(row + 2 * b));
@@ -125,17 +117,20 @@ void rc_dequantize_row_q8(const uint8_t *row, uint64_t in, float *out) {
 }
 
 /* ---- q4: scale search ------------------------------------------------------------------------------
- * For each block, choose d (and the codes) to minimise  sum_j (x_j - d v[c_j])^2 :
- *   try 2 x (2 RC_Q4_TRIES + 1) = 22 trial scales that map the block's largest-magnitude value onto or
- *   near either end of the codebook (within +-5 of -63 or 56; 38 trials lowered the squared error on
- *   Gaussian blocks by 0.6% at 1.7x the time), give every weight its nearest code under each trial scale, and keep the
- *   assignment whose least-squares-optimal d leaves the smallest error; then round that d to f16 and
- *   re-pick every code for the stored scale. Plain squared error: on the test models it gave a lower KL
- *   divergence of the logits than weighting each weight by x_j^2 or sigma2 + x_j^2 (as llama.cpp does
- *   without an importance matrix): tiny 0.66x absmax 4-bit's KL against 0.86x and 0.74x. Outliers are
- *   handled by the converter, which moves outlier columns out of the blocks (docs/FILE_FORMAT.md). */
+ * Two steps per super-block of (up to) 8 blocks:
+ * 1. for each block, the real scale d_b minimising  sum_j (x_j - d v[c_j])^2 : try 2 x (2 RC_Q4_TRIES + 1)
+ *    = 22 trial scales that map the block's largest-magnitude value onto or near either end of the codebook
+ *    (within +-5 of -63 or 56; 38 trials lowered the squared error on Gaussian blocks by 0.6% at 1.7x the
+ *    time), give every weight its nearest code under each trial scale, and keep the assignment whose
+ *    least-squares-optimal d leaves the smallest error (d may be negative: the codebook is asymmetric);
+ * 2. D = max |d_b| * 128 / 127 rounded to f16, and for each block the int8 s (d_b = D s / 128) among the
+ *    few nearest to d_b's that leaves the smallest error once every code is re-picked for it.
+ * Plain squared error: on the test models it gave a lower KL divergence of the logits than weighting each
+ * weight by x_j^2 or sigma2 + x_j^2 (as llama.cpp does without an importance matrix): tiny 0.66x absmax
+ * 4-bit's KL against 0.86x and 0.74x. Outlier columns are handled by the converter's column scales. */
 #define RC_Q4_TRIES 5
 #define RC_Q4_STEP 1.0f
+#define RC_Q4_S_NEAR 2 /* int8 scales tried on each side of the real one */
 
 /* midpoints between consecutive codebook values */
 static const float rc_q4_mid[15] = {-57.5f, -46.5f, -36.5f, -28.0f, -20.5f, -14.0f, -8.0f, -2.5f,
@@ -173,16 +168,14 @@ static void rc_q4_trial(const rc_q4_nearest_table *t, const float *x, float id, 
     *sq2 = b;
 }
 
-static uint16_t rc_q4_block(const rc_q4_nearest_table *tab, const float *x, uint8_t codes[RC_QK]) {
+/* Step 1: the block's best real scale (0 for an all-zero block). */
+static float rc_q4_block_scale(const rc_q4_nearest_table *tab, const float *x) {
     float amax = 0, max = 0;
     for (int j = 0; j < RC_QK; j++) {
         float a = fabsf(x[j]);
         if (a > amax) { amax = a; max = x[j]; }
     }
-    if (amax == 0) {
-        memset(codes, 8, RC_QK);
-        return 0;
-    }
+    if (amax == 0) return 0;
     float best_d = 0, best = -1;
     for (int end = 0; end < 2; end++) {
         float target = end == 0 ? (float)rc_q4_values[0] : (float)rc_q4_values[15];
@@ -197,32 +190,98 @@ static uint16_t rc_q4_block(const rc_q4_nearest_table *tab, const float *x, uint
             }
         }
     }
-    uint16_t h = rc_f32_to_f16(best_d);
-    float d = rc_f16_to_f32(h);
-    float id = d != 0 ? 1.0f / d : 0.0f;
-    for (int j = 0; j < RC_QK; j++) codes[j] = (uint8_t)rc_q4_nearest(tab, x[j] * id);
-    return h;
+    return best_d;
 }
 
-void rc_quantize_row_q4(const float *x, uint64_t in, uint8_t *row) {
-    const uint64_t nb = in / RC_QK;
-    rc_q4_nearest_table tab;
-    rc_q4_table_init(&tab);
-    uint8_t *quants = row + 2 * nb;
-    memset(quants, 0, nb * 16);
-    for (uint64_t b = 0; b < nb; b++) {
-        uint8_t codes[RC_QK];
-        rc_put_f16(row + 2 * b, rc_q4_block(&tab, x + b * RC_QK, codes));
-        rc_q4_block_store(quants, nb, b, codes);
+/* The codes of a block for the stored scale d, and the squared error they leave. */
+static float rc_q4_codes_for(const rc_q4_nearest_table *tab, const float *x, float d, uint8_t codes[RC_QK]) {
+    float id = d != 0 ? 1.0f / d : 0.0f, err = 0;
+    for (int j = 0; j < RC_QK; j++) {
+        codes[j] = (uint8_t)rc_q4_nearest(tab, x[j] * id);
+        float e = x[j] - d * (float)rc_q4_values[codes[j]];
+        err += e * e;
+    }
+    return err;
+}
+
+/* Step 2 for one block: the int8 scale (near d / (D / 128)) with the smallest error, and its codes. */
+static int8_t rc_q4_block_int_scale(const rc_q4_nearest_table *tab, const float *x, float d, float D,
+                                    uint8_t codes[RC_QK]) {
+    const float unit = D * 0.0078125f;
+    float t = unit > 0 ? d / unit : 0;
+    int s0 = (int)(t < 0 ? t - 0.5f : t + 0.5f);
+    float best = INFINITY;
+    int best_s = 0;
+    uint8_t trial[RC_QK];
+    for (int s = s0 - RC_Q4_S_NEAR; s <= s0 + RC_Q4_S_NEAR; s++) {
+        if (s < -127 || s > 127) continue;
+        float err = rc_q4_codes_for(tab, x, unit * (float)s, trial);
+        if (err < best) {
+            best = err;
+            best_s = s;
+            memcpy(codes, trial, RC_QK);
+        }
+    }
+    return (int8_t)best_s;
+}
+
+/* Store the codes of block b (32 codes in input order) into a row's codes. */
+static void rc_q4_block_store(uint8_t *row_codes, uint64_t nb, uint64_t b, const uint8_t codes[RC_QK]) {
+    uint64_t first, blocks, offset;
+    rc_q4_unit_of(nb, b, &first, &blocks, &offset);
+    uint8_t *u = row_codes + offset;
+    uint64_t half = blocks * 16;
+    uint64_t w0 = (b - first) * RC_QK;
+    for (uint64_t j = 0; j < RC_QK; j++) {
+        uint64_t w = w0 + j;
+        if (w < half)
+            u[w] = (uint8_t)((u[w] & 0xf0) | codes[j]);
+        else
+            u[w - half] = (uint8_t)((u[w - half] & 0x0f) | codes[j] << 4);
     }
 }
 
-void rc_dequantize_row_q4(const uint8_t *row, uint64_t in, float *out) {
+/* One super-block: blocks [b0, b0 + n) of a row. */
+static void rc_q4_super(const rc_q4_nearest_table *tab, const float *x, uint64_t nb, uint64_t b0, uint64_t n,
+                        uint8_t *codes, uint8_t *D, int8_t *s) {
+    float d[RC_Q4_SUPER], dmax = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        d[k] = rc_q4_block_scale(tab, x + (b0 + k) * RC_QK);
+        dmax = fmaxf(dmax, fabsf(d[k]));
+    }
+    uint16_t h = rc_f32_to_f16(dmax * (128.0f / 127.0f));
+    rc_put_f16(D, h);
+    const float Df = rc_f16_to_f32(h);
+    for (uint64_t k = 0; k < n; k++) {
+        uint8_t c[RC_QK];
+        s[k] = rc_q4_block_int_scale(tab, x + (b0 + k) * RC_QK, d[k], Df, c);
+        rc_q4_block_store(codes, nb, b0 + k, c);
+    }
+}
+
+void rc_quantize_q4(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst) {
+    const uint64_t nb = in / RC_QK, nsb = rc_q4_supers(nb);
+    rc_q4_nearest_table tab;
+    rc_q4_table_init(&tab);
+    memset(dst, 0, n_rows * nb * 16);
+    for (uint64_t o = 0; o < n_rows; o++) {
+        uint8_t *codes = dst + o * nb * 16;
+        uint8_t *D = dst + n_rows * nb * 16 + o * nsb * 2;
+        int8_t *s = (int8_t *)(dst + n_rows * (nb * 16 + nsb * 2)) + o * nb;
+        for (uint64_t sb = 0; sb < nsb; sb++) {
+            uint64_t b0 = sb * RC_Q4_SUPER, n = nb - b0 < RC_Q4_SUPER ? nb - b0 : RC_Q4_SUPER;
+            rc_q4_super(&tab, x + o * in, nb, b0, n, codes, D + 2 * sb, s + b0);
+        }
+    }
+}
+
+void rc_dequantize_row_q4(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64_t o, float *out) {
     const uint64_t nb = in / RC_QK;
+    const rc_q4_row r = rc_q4_row_at(W, n_rows, nb, o);
     for (uint64_t b = 0; b < nb; b++) {
-        float d = rc_f16_to_f32(rc_get_f16(row + 2 * b));
+        float d = rc_q4_scale(&r, b);
         int8_t v[RC_QK];
-        rc_q4_block_values(row + 2 * nb, nb, b, v);
+        rc_q4_block_values(r.codes, nb, b, v);
         for (int j = 0; j < RC_QK; j++) out[b * RC_QK + j] = d * (float)v[j];
     }
 }
@@ -245,58 +304,78 @@ static float rc_block_scale(const float *xb, float qmax) {
     return finite ? amax / qmax : NAN;
 }
 
+/* Block b of vector x with the column scales applied (cs sorted; *next is the first column scale not yet
+ * passed, advanced here): returns xb itself when no scaled column falls in the block, else buf. */
+static const float *rc_scaled_block(const float *x, uint64_t b, const rc_colscale *cs, uint32_t *next,
+                                    float buf[RC_QK]) {
+    const float *xb = x + b * RC_QK;
+    if (!cs || *next >= cs->n || (uint64_t)cs->cols[*next] >= (b + 1) * RC_QK) return xb;
+    memcpy(buf, xb, RC_QK * sizeof(float));
+    for (; *next < cs->n && (uint64_t)cs->cols[*next] < (b + 1) * RC_QK; (*next)++)
+        buf[(uint64_t)cs->cols[*next] - b * RC_QK] *= cs->scales[*next];
+    return buf;
+}
+
 /* q8 weights: int16 activations (d[nb] float, q[in] int16) */
-static void rc_qx_prepare16(const float *X, uint64_t in, uint64_t T, void *out) {
-    const uint64_t nb = in / RC_QK, stride = rc_qx_stride(RWKV_DTYPE_Q8_0, in);
-    for (uint64_t t = 0; t < T; t++) {
-        const float *x = X + t * in;
-        float *d = (float *)(void *)((uint8_t *)out + t * stride);
-        int16_t *q = (int16_t *)(d + nb);
-        for (uint64_t b = 0; b < nb; b++) {
-            const float *xb = x + b * RC_QK;
-            float db = rc_block_scale(xb, 32767.0f);
-            float id = db > 0 ? 1.0f / db : 0.0f; /* NaN > 0 is false: a non-finite block quantizes to 0 */
-            for (int j = 0; j < RC_QK; j++) {
-                float v = rc_round_even(xb[j] * id);
-                q[b * RC_QK + j] = (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
-            }
-            d[b] = db;
+static void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
+    const uint64_t nb = in / RC_QK;
+    float *d = (float *)out;
+    int16_t *q = (int16_t *)(d + nb);
+    uint32_t next = 0;
+    float buf[RC_QK];
+    for (uint64_t b = 0; b < nb; b++) {
+        const float *xb = rc_scaled_block(x, b, cs, &next, buf);
+        float db = rc_block_scale(xb, 32767.0f);
+        float id = db > 0 ? 1.0f / db : 0.0f; /* NaN > 0 is false: a non-finite block quantizes to 0 */
+        for (int j = 0; j < RC_QK; j++) {
+            float v = rc_round_even(xb[j] * id);
+            q[b * RC_QK + j] = (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
         }
+        d[b] = db;
     }
 }
 
-void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, void *out) {
-    if (dtype == RWKV_DTYPE_Q8_0) {
-        rc_qx_prepare16(X, in, T, out);
-        return;
-    }
-    const uint64_t nb = in / RC_QK, stride = rc_qx_stride(dtype, in);
-    for (uint64_t t = 0; t < T; t++) {
-        const float *x = X + t * in;
-        uint8_t *base = (uint8_t *)out + t * stride;
-        float *d = (float *)(void *)base, *s = d + nb;
-        int8_t *q = (int8_t *)(s + nb);
-        for (uint64_t b = 0; b < nb; b++) {
-            const float *xb = x + b * RC_QK;
-            float db = rc_block_scale(xb, 127.0f);
-            float id = db > 0 ? 1.0f / db : 0.0f;
-            int sum = 0;
-            for (int j = 0; j < RC_QK; j++) {
-                int v = (int)rc_round_even(xb[j] * id);
-                v = v > 127 ? 127 : v < -127 ? -127 : v;
-                q[b * RC_QK + j] = (int8_t)v;
-                sum += v;
-            }
-            d[b] = db;
-            s[b] = db * (float)sum;
+/* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8) */
+static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
+    const uint64_t nb = in / RC_QK;
+    float *d = (float *)out, *s = d + nb;
+    int8_t *q = (int8_t *)(s + nb);
+    uint32_t next = 0;
+    float buf[RC_QK];
+    for (uint64_t b = 0; b < nb; b++) {
+        const float *xb = rc_scaled_block(x, b, cs, &next, buf);
+        float db = rc_block_scale(xb, 127.0f);
+        float id = db > 0 ? 1.0f / db : 0.0f;
+        int sum = 0;
+        for (int j = 0; j < RC_QK; j++) {
+            int v = (int)rc_round_even(xb[j] * id);
+            v = v > 127 ? 127 : v < -127 ? -127 : v;
+            q[b * RC_QK + j] = (int8_t)v;
+            sum += v;
         }
+        d[b] = db;
+        s[b] = db * (float)sum;
+    }
+}
+
+void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, const rc_colscale *cs, void *out) {
+    const uint64_t stride = rc_qx_stride(dtype, in);
+    for (uint64_t t = 0; t < T; t++) {
+        void *o = (uint8_t *)out + t * stride;
+        if (dtype == RWKV_DTYPE_Q8_0)
+            rc_qx_prepare16(X + t * in, in, cs, o);
+        else
+            rc_qx_prepare8(X + t * in, in, cs, o);
     }
 }
 
 /* ---- public entry points ---------------------------------------------------------------------------- */
 #include "kernels/matmul.h"
 
-#define RC_Q_MAX_ABS 6.5e6f /* keeps every block scale (<= max|x| / 100) inside f16's range */
+/* Largest |x| q8 / q4 accept: keeps every f16 scale finite (q8: d = max|x| / 127; q4: |d| <= max|x| / 51
+ * and D = 128/127 max |d|) */
+#define RC_Q8_MAX_ABS 6.5e6f
+#define RC_Q4_MAX_ABS 3.0e6f
 
 uint64_t rwkv_dtype_row_bytes(uint32_t dtype, uint64_t n_cols) { return n_cols ? rc_row_bytes(dtype, n_cols) : 0; }
 
@@ -307,12 +386,17 @@ int rwkv_quantize(uint32_t dtype, const float *src, uint64_t n_rows, uint64_t n_
     uint64_t rb = rwkv_dtype_row_bytes(dtype, n_cols), need = 0;
     if (rb == 0)
         return rc_error(RWKV_ERR_ARG, "dtype %s cannot store rows of %llu values%s", rwkv_dtype_name(dtype),
-                        (unsigned long long)n_cols, rc_q_row_bytes(dtype, RC_QK) ? " (needs a multiple of 32)" : "");
+                        (unsigned long long)n_cols,
+                        dtype == RWKV_DTYPE_Q8_0 ? " (needs a multiple of 32)"
+                        : dtype == RWKV_DTYPE_Q4 ? " (needs a multiple of 32, at least 64)" : "");
     if (!rc_mul_u64(rb, n_rows, &need) || need != dst_size)
         return rc_error(RWKV_ERR_ARG, "destination holds %llu bytes; %llu rows of %s need %llu",
                         (unsigned long long)dst_size, (unsigned long long)n_rows, rwkv_dtype_name(dtype),
                         (unsigned long long)(need));
-    const float limit = dtype == RWKV_DTYPE_F16 ? 65504.0f : dtype == RWKV_DTYPE_F32 ? 3.4e38f : RC_Q_MAX_ABS;
+    const float limit = dtype == RWKV_DTYPE_F16    ? 65504.0f
+                        : dtype == RWKV_DTYPE_F32  ? 3.4e38f
+                        : dtype == RWKV_DTYPE_Q8_0 ? RC_Q8_MAX_ABS
+                                                   : RC_Q4_MAX_ABS;
     for (uint64_t r = 0; r < n_rows; r++) {
         const float *x = src + r * n_cols;
         for (uint64_t i = 0; i < n_cols; i++) {
@@ -324,15 +408,13 @@ int rwkv_quantize(uint32_t dtype, const float *src, uint64_t n_rows, uint64_t n_
             }
         }
         uint8_t *out = (uint8_t *)dst + r * rb;
-        switch (dtype) {
-        case RWKV_DTYPE_F32: memcpy(out, x, n_cols * 4); break;
-        case RWKV_DTYPE_F16:
+        if (dtype == RWKV_DTYPE_F32) memcpy(out, x, n_cols * 4);
+        if (dtype == RWKV_DTYPE_F16)
             for (uint64_t i = 0; i < n_cols; i++) rc_put_f16(out + 2 * i, rc_f16_store(x[i]));
-            break;
-        case RWKV_DTYPE_Q8_0: rc_quantize_row_q8(x, n_cols, out); break;
-        case RWKV_DTYPE_Q4: rc_quantize_row_q4(x, n_cols, out); break;
-        }
     }
+    /* q4 spreads its rows over three arrays (quant.h): quantize the whole tensor at once */
+    if (dtype == RWKV_DTYPE_Q8_0) rc_quantize_q8(src, n_rows, n_cols, (uint8_t *)dst);
+    if (dtype == RWKV_DTYPE_Q4) rc_quantize_q4(src, n_rows, n_cols, (uint8_t *)dst);
     return RWKV_OK;
 }
 
@@ -341,6 +423,6 @@ int rwkv_dequantize(uint32_t dtype, const void *src, uint64_t n_rows, uint64_t n
     if (rwkv_dtype_row_bytes(dtype, n_cols) == 0)
         return rc_error(RWKV_ERR_ARG, "dtype %s cannot store rows of %llu values", rwkv_dtype_name(dtype),
                         (unsigned long long)n_cols);
-    for (uint64_t r = 0; r < n_rows; r++) rc_kernels_scalar.row[dtype](src, n_cols, r, dst + r * n_cols);
+    for (uint64_t r = 0; r < n_rows; r++) rc_kernels_scalar.row[dtype](src, n_rows, n_cols, r, dst + r * n_cols);
     return RWKV_OK;
 }

@@ -1,26 +1,33 @@
-/* quant.h: the quantized weight types q8 and q4, and the int8 activation vectors their kernels read.
+/* quant.h: the quantized weight types q8 and q4, and the integer activation vectors their kernels read.
+ * docs/FILE_FORMAT.md has the byte layouts; this is the short form.
  *
- * Both types cut each row of W [out, in] into blocks of RC_QK = 32 weights along the input dimension
- * (in must be a multiple of 32) and give each block an f16 scale d. A row is stored as
+ * Both types cut each row of W [out, in] into blocks of RC_QK = 32 weights along the input dimension.
  *
- *     [ d: nb x f16 ][ quants of the nb blocks ]                         nb = in / 32
+ *   q8 (in a multiple of 32): a row is  [ d: nb x f16 ][ nb x 32 int8 ]  (nb = in / 32), rows follow each
+ *       other; weight = d[b] * q, q in [-127, 127]. 34 bytes per 32 weights: 8.5 bits per weight.
  *
- *   q8: quants are int8, 32 bytes per block, in input order; weight = d * q, q in [-127, 127].
- *       34 bytes per 32 weights (8.5 bits per weight).
- *   q4: quants are 4-bit codes c into a fixed non-uniform codebook, weight = d * rc_q4_values[c]:
- *       16 integers in [-63, 56], denser near zero as trained weights are: the shape of llama.cpp's IQ4_NL
- *       table (MIT) at half its range, with a zero level (0.74 of absmax 4-bit's squared error on Gaussian
- *       blocks; IQ4_NL 0.73). Half range so that a value stored +64 is an unsigned byte <= 120 and u8 x s8
- *       pair sums (vpmaddubsw) cannot saturate: 120 * 127 * 2 < 2^15. (IQ4_NL's own [-127, 113] table
- *       measured 4% lower KL on the tiny model but needs the |w| / sign(x, w) trick on AVX2, measured
- *       20-30% slower there.)
- *       18 bytes per 32 weights (4.5 bits per weight). Codes are packed two per byte in "units" so that
- *       a SIMD kernel gets whole blocks in input order from one AND and one shift:
- *         the row's blocks are grouped into units of 4 blocks while 4 remain, then one unit of 2 if 2
- *         remain, then one unit of 1; a unit of n = 32k weights w[0..n) is 16k bytes, byte i holding
- *         w[i] in its low nibble and w[i + n/2] in its high nibble.
- *       (A 4-block unit is one 64-byte AVX-512 load, or two AVX2 loads whose low nibbles are blocks 0
- *       and 1 and high nibbles blocks 2 and 3.)
+ *   q4 (in a multiple of 32, at least 64): 4-bit codes c into a fixed non-uniform codebook,
+ *       weight = d_b * rc_q4_values[c]. The blocks' scales are two-level, as in k-quants: the row's blocks
+ *       form super-blocks of 8 (the last one may be shorter), each with an f16 scale D, and each block has
+ *       an int8 scale s:   d_b = D[b / 8] * s[b] / 128    (exact in float: 11 x 7 significant bits).
+ *       The tensor is three arrays one after the other ("structure of arrays"), each indexed by row:
+ *           codes [out][nb * 16]  u8     two codes per byte, packed in units (below)      offset 0
+ *           D     [out][nsb]      f16    nsb = ceil(nb / 8)                                out * 16 nb
+ *           s     [out][nb]       int8                                                      out * (16 nb + 2 nsb)
+ *       so one row costs 17 nb + 2 nsb bytes: 4.25 + nsb / (2 nb) bits per weight, <= 4.5 for every nb >= 2
+ *       (4.3125 for whole super-blocks). Codes of a row start at a multiple of 64 bytes whenever nb is a
+ *       multiple of 4 (in % 128 == 0), and never share a line with the scales.
+ *       Codebook: 16 integers in [-63, 56], denser near zero as trained weights are: the shape of llama.cpp's
+ *       IQ4_NL table (MIT) at half its range, with a zero level. Half range so that a value stored +64 is an
+ *       unsigned byte <= 120 and u8 x s8 pair sums (vpmaddubsw) cannot saturate: 120 * 127 * 2 < 2^15.
+ *       Code packing ("units"): the row's blocks are grouped into units of 4 blocks while 4 remain, then one
+ *       unit of 2 if 2 remain, then one unit of 1; a unit of n = 32k weights w[0..n) is 16k bytes, byte i
+ *       holding w[i] in its low nibble and w[i + n/2] in its high nibble. (A 4-block unit is one 64-byte
+ *       AVX-512 load whose low nibbles are blocks 0, 1 and high nibbles blocks 2, 3.)
+ *
+ * Column scales (both types, optional, docs/FILE_FORMAT.md "Column scales"): a few input columns whose
+ * weights are many times larger than the rest are stored divided by a factor c_k, and the activation is
+ * multiplied by c_k instead, before it is quantized: W x = (W / c)(c x).
  *
  * Matrix-vector products with these types first quantize the activation vector x in the same 32-blocks
  * (rc_qx_*: dx = max|x| / qmax, xq = round-to-nearest-even(x / dx)), once per call, then each row sums
@@ -39,32 +46,62 @@
 
 #define RC_QK 32                 /* weights per block */
 #define RC_Q8_BLOCK_BYTES 34     /* f16 scale + 32 int8 */
-#define RC_Q4_BLOCK_BYTES 18     /* f16 scale + 16 bytes of codes */
+#define RC_Q4_SUPER 8            /* q4 blocks per super-block (one f16 D each) */
+#define RC_Q4_MIN_BLOCKS 2       /* q4 rows hold at least 2 blocks: one block alone would cost 4.75 bits */
 
 /* The q4 codebook, ascending. rc_q4_values_u8 is the same +64 (unsigned, for u8 x s8 dot products). */
 extern const int8_t rc_q4_values[16];
 extern const uint8_t rc_q4_values_u8[16];
 
-/* Bytes of one row of `in` weights; 0 if in is not a multiple of the block (or the dtype is not q8/q4). */
+/* Bytes per row of `in` weights (for q4 an average: its rows are spread over three arrays, but the tensor
+ * is exactly out times this); 0 if the dtype cannot hold rows of `in` (or is not q8/q4). */
 uint64_t rc_q_row_bytes(uint32_t dtype, uint64_t in);
 
-/* Pointers into one stored row (row = the row's first byte). */
+/* q8: pointers into one stored row (row = the row's first byte). */
 static inline const uint16_t *rc_q_scales(const uint8_t *row) { return (const uint16_t *)(const void *)row; }
 static inline const uint8_t *rc_q_quants(const uint8_t *row, uint64_t nb) { return row + 2 * nb; }
 
+/* q4: row o of a tensor W [out, in], nb = in / 32 blocks:
+ *     codes  nb * 16 bytes (units, above)
+ *     D      nsb f16 super-block scales (nsb = rc_q4_supers(nb))
+ *     s      nb int8 block scales:  d_b = D[b / 8] * s[b] / 128 (rc_q4_scale) */
+typedef struct {
+    const uint8_t *codes;
+    const uint16_t *D;
+    const int8_t *s;
+} rc_q4_row;
+
+static inline uint64_t rc_q4_supers(uint64_t nb) { return (nb + RC_Q4_SUPER - 1) / RC_Q4_SUPER; }
+
+static inline rc_q4_row rc_q4_row_at(const void *W, uint64_t out, uint64_t nb, uint64_t o) {
+    const uint8_t *base = (const uint8_t *)W;
+    const uint64_t nsb = rc_q4_supers(nb);
+    rc_q4_row r;
+    r.codes = base + o * nb * 16;
+    r.D = (const uint16_t *)(const void *)(base + out * nb * 16) + o * nsb;
+    r.s = (const int8_t *)(base + out * (nb * 16 + nsb * 2)) + o * nb;
+    return r;
+}
+
+/* The scale of block b: exact in float (an f16 times an int8 times 2^-7), so every kernel gets the same. */
+static inline float rc_q4_scale(const rc_q4_row *r, uint64_t b) {
+    return rc_f16_to_f32(r->D[b / RC_Q4_SUPER]) * (float)r->s[b] * 0.0078125f;
+}
+
 /* The q4 unit holding block b of a row with nb blocks: its first block index, its block count (4, 2, 1)
- * and its byte offset inside the quants. */
+ * and its byte offset inside the row's codes. */
 void rc_q4_unit_of(uint64_t nb, uint64_t b, uint64_t *first, uint64_t *blocks, uint64_t *offset);
-/* Unpack the codebook values of block b (32 int8, input order) from a row's quants. */
-void rc_q4_block_values(const uint8_t *quants, uint64_t nb, uint64_t b, int8_t out[RC_QK]);
+/* Unpack the codebook values of block b (32 int8, input order) from a row's codes. */
+void rc_q4_block_values(const uint8_t *codes, uint64_t nb, uint64_t b, int8_t out[RC_QK]);
 
 /* ---- quantizing weights (converter) and dequantizing them (embedding rows, tests) ----------------- */
-/* One row of `in` floats -> its stored bytes (rc_q_row_bytes). Finite inputs with |x| small enough for an
- * f16 scale are the caller's duty (rwkv_quantize checks them). */
-void rc_quantize_row_q8(const float *x, uint64_t in, uint8_t *row);
-void rc_quantize_row_q4(const float *x, uint64_t in, uint8_t *row);
-void rc_dequantize_row_q8(const uint8_t *row, uint64_t in, float *out);
-void rc_dequantize_row_q4(const uint8_t *row, uint64_t in, float *out);
+/* Rows [0, n_rows) of `in` floats -> the stored tensor of n_rows rows (n_rows * rc_q_row_bytes bytes).
+ * Finite inputs with |x| small enough for f16 scales are the caller's duty (rwkv_quantize checks them). */
+void rc_quantize_q8(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst);
+void rc_quantize_q4(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst);
+/* Row o of a stored tensor of n_rows rows -> `in` floats. */
+void rc_dequantize_row_q8(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64_t o, float *out);
+void rc_dequantize_row_q4(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64_t o, float *out);
 
 /* ---- the prepared activation vector -----------------------------------------------------------------
  * One vector of `in` floats becomes, at a 64-byte aligned address, for q4 weights:
@@ -81,7 +118,15 @@ static inline const float *rc_qx_d(const void *qx) { return (const float *)qx; }
 static inline const float *rc_qx_s(const void *qx, uint64_t nb) { return (const float *)qx + nb; }
 static inline const int8_t *rc_qx_q(const void *qx, uint64_t nb) { return (const int8_t *)((const float *)qx + 2 * nb); }
 static inline const int16_t *rc_qx_q16(const void *qx, uint64_t nb) { return (const int16_t *)((const float *)qx + nb); }
-/* Prepare T vectors X [T, in] for weights of dtype into out (T * rc_qx_stride bytes, 64-byte aligned). */
-void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, void *out);
+/* Column scales of a matrix (rc_tensor's): x[cols[i]] is multiplied by scales[i] before it is quantized. */
+typedef struct {
+    uint32_t n;
+    const float *cols;   /* [n] column indices, increasing, as exact floats */
+    const float *scales; /* [n] */
+} rc_colscale;
+
+/* Prepare T vectors X [T, in] for weights of dtype into out (T * rc_qx_stride bytes, 64-byte aligned),
+ * applying the column scales cs (NULL or n = 0: none). */
+void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, const rc_colscale *cs, void *out);
 
 #endif

@@ -31,13 +31,14 @@ import numpy as np
 
 from ..errors import ModelFormatError, RwkvArgumentError, RwkvIOError
 from .arch import MATRIX, ModelPlan, PlannedTensor
-from .quantize import (DTYPE_F16, DTYPE_F32, DTYPE_IDS, DTYPE_NAMES, QUANTIZED, Keep, check_keep_used,
-                       choose_dtype, find_outlier_columns, nbytes as dtype_nbytes, quantize_rows)
+from .quantize import (DTYPE_F16, DTYPE_F32, DTYPE_IDS, DTYPE_NAMES, DTYPE_Q4, QUANTIZED, Keep, check_keep_used,
+                       choose_dtype, find_outlier_columns, max_outlier_columns, nbytes as dtype_nbytes,
+                       quantize_rows, split_q4)
 from .tensors import numel
 from .tokenizer_blob import TokenizerBlob
 
 MAGIC = b"RWKVCPU\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: q4 with two-level scales, column scales (1: f16 q4 scales, f16 outlier columns)
 HEADER_SIZE = 256
 ENTRY_SIZE = 128
 ALIGN = 64
@@ -61,9 +62,9 @@ class TensorSlot:
     offset: int  # relative to data_offset
     nbytes: int
     note: str = ""  # why the dtype differs from the plain rule (--keep, a fallback), for the progress lines
-    outlier_cols: Optional[np.ndarray] = None  # q8/q4 matrices: columns stored apart (quantize.py)
-    outlier_vals: Optional[np.ndarray] = None  # [rows, k] f16, filled while the matrix is written
-    companion_of: Optional["TensorSlot"] = None  # "<matrix>.outlier_cols" / ".outlier_vals" slots
+    outlier_cols: Optional[np.ndarray] = None  # q8/q4 matrices: columns with a scale (quantize.py), [k]
+    outlier_scales: Optional[np.ndarray] = None  # [k] f32: those columns are stored divided by these
+    companion_of: Optional["TensorSlot"] = None  # "<matrix>.outlier_cols" / ".outlier_scales" slots
 
 
 @dataclass
@@ -115,13 +116,13 @@ def plan_layout(plan: ModelPlan, dtype: str, tokenizer: TokenizerBlob, metadata:
         slots.append(slot)
         offset = _align(offset + nbytes)
         if tdtype in QUANTIZED:
-            cols = find_outlier_columns(_column_absmax(t))
+            cols, scales = find_outlier_columns(_column_absmax(t), max_outlier_columns(tdtype, *t.shape))
             if cols.size:
-                slot.outlier_cols = cols
-                slot.note = (slot.note + ", " if slot.note else "") + f"{cols.size} outlier column(s) apart"
+                slot.outlier_cols, slot.outlier_scales = cols, scales
+                slot.note = (slot.note + ", " if slot.note else "") + f"{cols.size} column(s) scaled"
                 k = int(cols.size)
                 for suffix, cdtype, shape in ((".outlier_cols", DTYPE_F32, (k,)),
-                                              (".outlier_vals", DTYPE_F16, (t.shape[0], k))):
+                                              (".outlier_scales", DTYPE_F32, (k,))):
                     comp = PlannedTensor(t.name + suffix, shape, MATRIX, None, None, [])
                     _check_name(comp.name)
                     size = dtype_nbytes(cdtype, shape)
@@ -216,20 +217,21 @@ def _column_absmax(t: PlannedTensor) -> np.ndarray:
 
 def _write_companion(f: IO[bytes], slot: TensorSlot) -> None:
     m = slot.companion_of
-    assert m is not None and m.outlier_cols is not None
+    assert m is not None and m.outlier_cols is not None and m.outlier_scales is not None
     if slot.tensor.name.endswith(".outlier_cols"):
         f.write(m.outlier_cols.astype("<f4").tobytes())
     else:
-        assert m.outlier_vals is not None, "outlier values are written after their matrix"
-        f.write(m.outlier_vals.astype("<f2").tobytes())
+        f.write(m.outlier_scales.astype("<f4").tobytes())
 
 
 def write_tensor(f: IO[bytes], slot: TensorSlot) -> None:
     """Stream one tensor: read rows, transform, round, write; release the source pages as it goes.
 
     Shapes: the source is [R, ...]; a chunk is [r, ...] with r = _rows_per_chunk. A vector is written
-    in one piece, reshaped to its stored (squeezed) shape. A q8/q4 matrix with outlier columns writes zeros
-    in those columns and keeps their f16 values for its ".outlier_vals" companion, written next."""
+    in one piece, reshaped to its stored (squeezed) shape. A q8/q4 matrix with column scales stores those
+    columns divided by their scales. A q4 matrix is three arrays (codes, D, s; docs/FILE_FORMAT.md): each
+    chunk's codes are written as they come, its scales kept (1/17 of the codes) and written after the last
+    chunk."""
     if slot.companion_of is not None:
         _write_companion(f, slot)
         return
@@ -243,19 +245,22 @@ def write_tensor(f: IO[bytes], slot: TensorSlot) -> None:
         f.write(_to_stored(values.reshape(t.shape), slot.dtype, t.name))
         return
     cols = slot.outlier_cols
-    if cols is not None:
-        slot.outlier_vals = np.zeros((t.shape[0], cols.size), dtype=np.float16)
+    scales: List[List[bytes]] = [[], []]  # q4: the chunks' D and s arrays
     for start, stop, chunk in _matrix_chunks(t):
         if cols is not None:
             chunk = np.array(chunk, dtype=np.float32)
             _check_finite(chunk, t.name)
-            vals = chunk[:, cols]
-            if np.abs(vals).max() > F16_MAX:
-                raise ModelFormatError(f"tensor {t.name}: outlier values up to {np.abs(vals).max():.6g} are beyond "
-                                       f"float16's range: convert it with --keep f32:{t.name}")
-            slot.outlier_vals[start:stop] = vals.astype(np.float16)
-            chunk[:, cols] = 0
-        f.write(_to_stored(chunk, slot.dtype, t.name))
+            chunk[:, cols] /= slot.outlier_scales
+        stored = _to_stored(chunk, slot.dtype, t.name)
+        if slot.dtype != DTYPE_Q4:
+            f.write(stored)
+            continue
+        codes, d, s = split_q4(stored, stop - start, t.shape[1])
+        f.write(codes)
+        scales[0].append(d)
+        scales[1].append(s)
+    for part in scales:
+        f.write(b"".join(part))
 
 
 def _pad(f: IO[bytes], to: int) -> None:

@@ -1,7 +1,7 @@
 /* simde_avx512.h: build csrc/kernels/matmul_avx512.c on a CPU without AVX-512, for its tests.
  *
  * SIMDe (SIMD Everywhere, Debian's libsimde-dev, header-only) implements the AVX-512 intrinsics in portable
- * code; with native aliases the kernel source compiles unchanged. SIMDe 0.7.4 (Debian bookworm) lacks three
+ * code; with native aliases the kernel source compiles unchanged. SIMDe 0.7.4 (Debian bookworm) lacks four
  * intrinsics the kernel uses; they are supplied below, element by element, as Intel's guide defines them. */
 #ifndef RC_SIMDE_AVX512_H
 #define RC_SIMDE_AVX512_H
@@ -28,10 +28,19 @@ static inline simde__m512 rc_shim_cvtph_ps(simde__m256i v) {
     return simde_mm512_loadu_ps(f);
 }
 
+static inline simde__m512i rc_shim_cvtepi8_epi32(simde__m128i v) {
+    int8_t b[16];
+    int32_t a[16];
+    simde_mm_storeu_si128((simde__m128i *)b, v);
+    for (int i = 0; i < 16; i++) a[i] = b[i];
+    return simde_mm512_loadu_si512(a);
+}
+
 static inline simde__m512i rc_shim_setzero_si512(void) { return simde_mm512_set1_epi32(0); }
 
 #define _mm512_cvtepi32_ps rc_shim_cvtepi32_ps
 #define _mm512_cvtph_ps rc_shim_cvtph_ps
+#define _mm512_cvtepi8_epi32 rc_shim_cvtepi8_epi32
 #ifndef _mm512_setzero_si512
 #define _mm512_setzero_si512 rc_shim_setzero_si512
 #endif
