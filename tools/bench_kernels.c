@@ -2,12 +2,18 @@
  * next to a plain streaming read of the same number of bytes in the same run (gemma.cpp style).
  *
  *   cmake -S . -B build/bench -G Ninja -DRWKV_BUILD_TESTS=ON && ninja -C build/bench bench_kernels
- *   build/bench/bench_kernels [reps]           (RWKV_CPU_KERNEL=scalar|avx2|... picks the family)
+ *   build/bench/bench_kernels [reps]           (RWKV_CPU_KERNEL=scalar|avx2|... picks the family,
+ *                                               RWKV_BENCH_DTYPE=f32|f16|q8|q4 one dtype only,
+ *                                               RWKV_BENCH_CACHE=1 the in-cache shape only)
  *
  * For each shape (rows x in: 4096x4096, 14336x4096, 4096x14336, 65536x4096), dtype (f32, f16, q8, q4) and
  * thread count (1, 2): the median over reps of one T=1 product through rc_matmul on a persistent pool,
  * reported as GB/s of weights streamed, and the ratio to the streaming read (same bytes, same threads,
  * timed alternately with the product so both see the same load).
+ * Memory, not cache: each product and each read uses the next of enough copies of the matrix to fill
+ * RWKV_BENCH_MB (default 1536) MB, more than the last-level cache (this VM reports 480 MB of L3), so every
+ * byte comes from DRAM, as in a 7B model's decode. The last shape, 1024x1024 (0.5-4 MB, one copy, in the
+ * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth.
  * Weights are random bytes in the dtype's layout (finite scales): speed does not depend on the values. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -46,7 +52,7 @@ static void read_task(void *ctx, int task, int n_tasks) {
 /* Median times of a and b over reps, measured alternately (a, b, a, b, ...) so that both see the same
  * load on a shared machine; one warm-up call of each first. */
 static void median_times(int reps, void (*a)(void *), void (*b)(void *), void *arg, double *ta, double *tb) {
-    double t[2][64];
+    static double t[2][4096];
     a(arg);
     b(arg);
     for (int r = 0; r < reps; r++) {
@@ -63,52 +69,87 @@ static void median_times(int reps, void (*a)(void *), void (*b)(void *), void *a
     *tb = t[1][reps / 2];
 }
 
-typedef struct { rc_pool *pool; rc_tensor *w; float *x, *y; read_job *rj; } bench_ctx;
-static void run_matmul(void *a) { bench_ctx *c = a; rc_matmul(c->pool, c->w, c->x, 1, c->y); }
-static void run_read(void *a) { bench_ctx *c = a; rc_pool_run(c->pool, read_task, c->rj, rc_pool_threads(c->pool)); }
+/* copies of the matrix, used in turn (products and reads each walk their own turn over all of them) */
+typedef struct { rc_pool *pool; rc_tensor *w; float *x, *y; read_job *rj; int n_copies, next_m, next_r; } bench_ctx;
+static void run_matmul(void *a) {
+    bench_ctx *c = a;
+    rc_matmul(c->pool, &c->w[c->next_m], c->x, 1, c->y);
+    c->next_m = (c->next_m + 1) % c->n_copies;
+}
+static void run_read(void *a) {
+    bench_ctx *c = a;
+    rc_pool_run(c->pool, read_task, &c->rj[c->next_r], rc_pool_threads(c->pool));
+    c->next_r = (c->next_r + 1) % c->n_copies;
+}
+
+/* Random weights in dtype's layout with finite scales (f16 0x2000 = 2^-7; q4 int8 block scales random). */
+static void fill(uint8_t *w, uint32_t dtype, uint64_t rows, uint64_t in, uint64_t bytes, uint64_t seed) {
+    uint64_t r = 88172645463325252ull ^ seed;
+    for (uint64_t i = 0; i + 8 <= bytes; i += 8) {
+        r ^= r << 13; r ^= r >> 7; r ^= r << 17;
+        uint64_t v = dtype == RWKV_DTYPE_F32 ? 0x3c0000003c000000ull : dtype == RWKV_DTYPE_F16 ? 0x2c002c002c002c00ull : r;
+        memcpy(w + i, &v, 8);
+    }
+    const uint64_t nb = in / RC_QK;
+    if (dtype == RWKV_DTYPE_Q8_0)
+        for (uint64_t o = 0; o < rows; o++)
+            for (uint64_t b = 0; b < nb; b++) ((uint16_t *)(w + o * rc_row_bytes(dtype, in)))[b] = 0x2000;
+    if (dtype == RWKV_DTYPE_Q4)
+        for (uint64_t o = 0; o < rows; o++) {
+            const rc_q4_row q = rc_q4_row_at(w, rows, nb, o);
+            for (uint64_t j = 0; j < rc_q4_supers(nb); j++) ((uint16_t *)q.D)[j] = 0x2000;
+        }
+}
 
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1) reps = 1;
-    if (reps > 64) reps = 64;
-    static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}};
+    if (reps > 4096) reps = 4096;
+    static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {1024, 1024}};
+    const char *mb_env = getenv("RWKV_BENCH_MB");
+    const uint64_t pool_bytes = (uint64_t)(mb_env ? atof(mb_env) : 1536.0) * 1000000;
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     printf("kernel family: %s, cpu: %s, median of %d\n", rwkv_kernel_name(), rwkv_cpu_features(), reps);
-    printf("%-12s %-5s %3s %10s %9s %9s %9s %7s\n", "rows x in", "dtype", "thr", "MB", "ms", "GB/s", "read GB/s",
-           "ratio");
-    for (int s = 0; s < 4; s++) {
+    printf("%-12s %-5s %3s %10s %6s %9s %9s %9s %8s %7s\n", "rows x in", "dtype", "thr", "MB", "copies", "ms", "GB/s",
+           "read GB/s", "Gw/s", "ratio");
+    for (int s = 0; s < 5; s++) {
         const uint64_t rows = shapes[s][0], in = shapes[s][1];
+        const int in_cache = s == 4;
+        const char *cache_only = getenv("RWKV_BENCH_CACHE"); /* "1": the in-cache shape only (for perf stat) */
+        if (cache_only && *cache_only == '1' && !in_cache) continue;
         float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
         for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
         for (int d = 0; d < 4; d++) {
             const uint32_t dtype = dtypes[d];
+            const char *only = getenv("RWKV_BENCH_DTYPE"); /* e.g. "q4": that dtype only */
+            if (only && *only && strcmp(only, rwkv_dtype_name(dtype)) != 0) continue;
             const uint64_t bytes = rc_row_bytes(dtype, in) * rows;
-            uint8_t *w = rc_alloc(bytes);
-            if (!w) { printf("out of memory\n"); return 1; }
-            uint64_t r = 88172645463325252ull;
-            for (uint64_t i = 0; i + 8 <= bytes; i += 8) {
-                r ^= r << 13; r ^= r >> 7; r ^= r << 17;
-                uint64_t v = dtype == RWKV_DTYPE_F32 ? 0x3c0000003c000000ull : dtype == RWKV_DTYPE_F16 ? 0x2c002c002c002c00ull : r;
-                memcpy(w + i, &v, 8);
+            int n_copies = in_cache ? 1 : (int)((pool_bytes + bytes - 1) / bytes);
+            if (n_copies > 64) n_copies = 64;
+            rc_tensor t[64];
+            read_job rj[64];
+            for (int k = 0; k < n_copies; k++) {
+                uint8_t *w = rc_alloc(bytes);
+                if (!w) { printf("out of memory\n"); return 1; }
+                fill(w, dtype, rows, in, bytes, (uint64_t)k);
+                rc_tensor tk = {"W", dtype, 2, {rows, in, 0, 0}, rows * in, bytes, w, 0, NULL, NULL};
+                t[k] = tk;
+                rj[k].p = (const uint64_t *)w;
+                rj[k].n = bytes / 8;
             }
-            if (dtype == RWKV_DTYPE_Q8_0 || dtype == RWKV_DTYPE_Q4) /* finite block scales */
-                for (uint64_t o = 0; o < rows; o++)
-                    for (uint64_t b = 0; b < in / RC_QK; b++) ((uint16_t *)(w + o * rc_row_bytes(dtype, in)))[b] = 0x2000;
-            rc_tensor t = {"W", dtype, 2, {rows, in, 0, 0}, rows * in, bytes, w, 0, NULL, NULL};
             for (int thr = 1; thr <= 2; thr++) {
                 rc_pool *pool = rc_pool_new(thr);
                 rc_pool_scratch(pool, rc_qx_stride(RWKV_DTYPE_Q8_0, in));
-                read_job rj = {(const uint64_t *)w, bytes / 8, {0}};
-                bench_ctx c = {pool, &t, x, y, &rj};
+                bench_ctx c = {pool, t, x, y, rj, n_copies, 0, 0};
                 double tm, tr;
                 median_times(reps, run_matmul, run_read, &c, &tm, &tr);
-                printf("%5llux%-6llu %-5s %3d %10.1f %9.3f %9.1f %9.1f %7.2f\n", (unsigned long long)rows,
-                       (unsigned long long)in, rwkv_dtype_name(dtype), thr, bytes / 1e6, tm * 1e3, bytes / tm / 1e9,
-                       bytes / tr / 1e9, tm / tr);
+                printf("%5llux%-6llu %-5s %3d %10.1f %6d %9.3f %9.1f %9.1f %8.1f %7.2f\n", (unsigned long long)rows,
+                       (unsigned long long)in, rwkv_dtype_name(dtype), thr, bytes / 1e6, n_copies, tm * 1e3,
+                       bytes / tm / 1e9, bytes / tr / 1e9, (double)rows * in / tm / 1e9, tm / tr);
                 fflush(stdout);
                 rc_pool_free(pool);
             }
-            rc_free(w);
+            for (int k = 0; k < n_copies; k++) rc_free((void *)t[k].data);
         }
         rc_free(x);
         rc_free(y);

@@ -4,12 +4,12 @@
  *   f32, f16   8-wide FMA on float X (f16 widened with vcvtph2ps)
  *   q8         per block: int8 weights widened to int16 times the prepared int16 activations (vpmaddwd),
  *              then one FMA by d_w * d_x
- *   q4         per block: 4-bit codes -> codebook values + 64 (unsigned, <= 120) with one vpshufb, times the
- *              prepared int8 activations with vpmaddubsw (120 * 127 * 2 < 2^15: no saturation) and
- *              vpmaddwd, then one FMA by d_w * d_x; sum (v+64) x = sum v x + 64 sum x, so 64 d_w[b] s[b]
- *              is taken off at the end (s[b] = d_x * sum of the block's xq, from the prepared vector).
- * The q4 codes come in units (quant.h) whose low and high nibbles are whole blocks in input order, so a
- * 32-byte load, an AND and a shift give two blocks with no permutes. */
+ *   q4         4-bit codes -> codebook values + 64 (unsigned, <= 120) with one vpshufb, times the prepared
+ *              int8 activations with vpmaddubsw (120 * 127 * 2 < 2^15: no saturation) and vpmaddwd; the
+ *              group packing (quant.h) puts 4 weights of block k in 32-bit lane k, so 8 blocks accumulate
+ *              in one register and take one FMA by their d_w * d_x per 256 weights. sum (v+64) x =
+ *              sum v x + 64 sum x, so 64 d_w[b] s[b] is taken off at the end (s[b] = d_x * sum of the
+ *              block's xq, from the prepared vector). */
 #include <immintrin.h>
 
 #include "kernels/matmul.h"
@@ -122,89 +122,78 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
     return rc_hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
-/* int32x8 partial sums of one q4 block: codebook values + 64 (u8) times int8 activations */
-static inline __m256i rc_block_dot_u8(__m256i u, __m256i x) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
-}
-#define RC_ACCU(acc, u, blk, scale) acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rc_block_dot_u8(u, RC_X(blk))), \
-                                                           _mm256_broadcast_ss(scale), acc)
-
+/* ---- q4 --------------------------------------------------------------------------------------------- */
 /* the scales of the 8 blocks of super-block b / 8 (b a multiple of 8, all 8 present): exact, as rc_q4_scale */
 static inline __m256 rc_q4_scales8(const rc_q4_row *r, uint64_t b) {
     const __m256 s = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(r->s + b))));
     return _mm256_mul_ps(s, _mm256_set1_ps(_cvtsh_ss(r->D[b / RC_Q4_SUPER]) * 0.0078125f));
 }
 
-static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
-    const uint8_t *qs = r->codes;
-    const float *dx = rc_qx_d(qx), *sx = rc_qx_s(qx, nb);
-    const int8_t *xq = rc_qx_q(qx, nb);
+/* int32 lanes: 4-byte sums of codebook values + 64 (u8, <= 120) times int8 activations (vpmaddubsw pairs
+ * cannot saturate: 120 * 127 * 2 < 2^15) */
+static inline __m256i rc_dot4_u8(__m256i u, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
+}
+
+/* int32 lane k = the dot product of block 8h + k of a group of n blocks (quant.h), h = 0 or 1: each of the 4
+ * chunks (4n code bytes facing 8n activations) gives 32 bytes from 32h on; `live` masks the lanes (dwords)
+ * that exist in a short group (whole = 1: no masking, plain loads). */
+static inline __m256i rc_q4_load(const void *p, int whole, __m256i live) {
+    return whole ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskload_epi32((const int *)p, live);
+}
+
+static inline __m256i rc_q4_half_dot(const uint8_t *p, const int8_t *x, uint64_t n, uint64_t h, int whole,
+                                     __m256i live) {
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
     const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    __m256 corr = _mm256_setzero_ps(); /* sum_b d_w[b] * s[b] */
-    float sc[8];
-    uint64_t b = 0;
-    for (; b + 8 <= nb; b += 8) { /* two 4-block units */
-        const __m256 d8 = rc_q4_scales8(r, b);
-        _mm256_storeu_ps(sc, _mm256_mul_ps(d8, _mm256_loadu_ps(dx + b)));
-        corr = _mm256_fmadd_ps(d8, _mm256_loadu_ps(sx + b), corr);
-        _mm_prefetch((const char *)(qs + b * 16) + RC_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)(qs + b * 16) + RC_PREFETCH + 64, _MM_HINT_T0);
-        for (uint64_t u = 0; u < 8; u += 4) {
-            const uint8_t *p = qs + (b + u) * 16;
-            const __m256i q0 = _mm256_loadu_si256((const __m256i *)p);
-            const __m256i q1 = _mm256_loadu_si256((const __m256i *)(p + 32));
-            const __m256i v0 = _mm256_shuffle_epi8(table, _mm256_and_si256(q0, m4));
-            const __m256i v2 = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4));
-            const __m256i v1 = _mm256_shuffle_epi8(table, _mm256_and_si256(q1, m4));
-            const __m256i v3 = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4));
-            RC_ACCU(a0, v0, b + u, &sc[u]);
-            RC_ACCU(a1, v1, b + u + 1, &sc[u + 1]);
-            RC_ACCU(a2, v2, b + u + 2, &sc[u + 2]);
-            RC_ACCU(a3, v3, b + u + 3, &sc[u + 3]);
-        }
+    __m256i acc = _mm256_setzero_si256();
+    for (uint64_t m = 0; m < 4; m++) {
+        const __m256i q = rc_q4_load(p + 4 * n * m + 32 * h, whole, live);
+        const __m256i xl = rc_q4_load(x + 8 * n * m + 32 * h, whole, live);
+        const __m256i xh = rc_q4_load(x + 8 * n * m + 4 * n + 32 * h, whole, live);
+        acc = _mm256_add_epi32(acc, rc_dot4_u8(_mm256_shuffle_epi8(table, _mm256_and_si256(q, m4)), xl));
+        acc = _mm256_add_epi32(acc, rc_dot4_u8(_mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)), xh));
     }
-    if (b < nb) { /* the last < 8 blocks: a 4-unit, a 2-unit and a 1-unit as they exist */
-        const uint64_t n = nb - b;
-        /* 8 lanes read from b on stay inside the prepared vector (q follows d and s); lanes >= n are
-         * masked off. The weights' scales of the last (short) super-block come one by one. */
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), lane));
-        float dl[8] = {0};
-        for (uint64_t k = 0; k < n; k++) dl[k] = rc_q4_scale(r, b + k);
-        const __m256 d8 = _mm256_loadu_ps(dl);
-        _mm256_storeu_ps(sc, _mm256_mul_ps(d8, _mm256_loadu_ps(dx + b)));
-        corr = _mm256_fmadd_ps(d8, _mm256_and_ps(_mm256_loadu_ps(sx + b), live), corr);
-        uint64_t k = 0;
-        if (n - k >= 4) {
-            const uint8_t *p = qs + (b + k) * 16;
-            const __m256i q0 = _mm256_loadu_si256((const __m256i *)p);
-            const __m256i q1 = _mm256_loadu_si256((const __m256i *)(p + 32));
-            RC_ACCU(a0, _mm256_shuffle_epi8(table, _mm256_and_si256(q0, m4)), b + k, &sc[k]);
-            RC_ACCU(a1, _mm256_shuffle_epi8(table, _mm256_and_si256(q1, m4)), b + k + 1, &sc[k + 1]);
-            RC_ACCU(a2, _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4)), b + k + 2, &sc[k + 2]);
-            RC_ACCU(a3, _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4)), b + k + 3, &sc[k + 3]);
-            k += 4;
-        }
-        if (n - k >= 2) {
-            const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + (b + k) * 16));
-            RC_ACCU(a0, _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4)), b + k, &sc[k]);
-            RC_ACCU(a1, _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)), b + k + 1, &sc[k + 1]);
-            k += 2;
-        }
-        if (n - k == 1) {
-            const __m128i q = _mm_loadu_si128((const __m128i *)(qs + (b + k) * 16));
-            const __m256i c = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-            RC_ACCU(a2, _mm256_shuffle_epi8(table, c), b + k, &sc[k]);
-        }
-    }
-    return rc_hsum(_mm256_fnmadd_ps(_mm256_set1_ps(64.0f), corr,
-                                    _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))));
+    return acc;
 }
-#undef RC_ACCU
+
+/* One row: sum over blocks of d_w d_x (dot of codebook values + 64 with x) - 64 d_w s_x. */
+static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
+    const float *dx = rc_qx_d(qx), *sx = rc_qx_s(qx, nb);
+    const int8_t *xq = rc_qx_q(qx, nb);
+    const __m256i all = _mm256_set1_epi32(-1);
+    __m256 acc = _mm256_setzero_ps(), corr = acc; /* corr: sum_b d_w[b] * s[b] */
+    uint64_t b = 0;
+    for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) { /* whole groups: 512 weights, 256 bytes of codes */
+        const uint8_t *p = r->codes + 16 * b;
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (uint64_t h = 0; h < 2; h++) {
+            const __m256i dot = rc_q4_half_dot(p, xq + 32 * b, RC_Q4_GROUP, h, 1, all);
+            const __m256 dw = rc_q4_scales8(r, b + 8 * h);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(dw, _mm256_loadu_ps(dx + b + 8 * h)), acc);
+            corr = _mm256_fmadd_ps(dw, _mm256_loadu_ps(sx + b + 8 * h), corr);
+        }
+    }
+    if (b < nb) { /* the short last group: lanes beyond its n blocks are masked off */
+        const uint64_t n = nb - b;
+        for (uint64_t h = 0; h * 8 < n; h++) {
+            const uint64_t k0 = 8 * h, nk = n - k0 < 8 ? n - k0 : 8;
+            float dw[8] = {0}, dxv[8] = {0}, sxv[8] = {0};
+            for (uint64_t k = 0; k < nk; k++) {
+                dw[k] = rc_q4_scale(r, b + k0 + k);
+                dxv[k] = dx[b + k0 + k];
+                sxv[k] = sx[b + k0 + k];
+            }
+            const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nk), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            const __m256i dot = rc_q4_half_dot(r->codes + 16 * b, xq + 32 * b, n, h, 0, live);
+            const __m256 w = _mm256_loadu_ps(dw);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(w, _mm256_loadu_ps(dxv)), acc);
+            corr = _mm256_fmadd_ps(w, _mm256_loadu_ps(sxv), corr);
+        }
+    }
+    return rc_hsum(_mm256_fnmadd_ps(_mm256_set1_ps(64.0f), corr, acc));
+}
 #undef RC_X
-#undef RC_ACC
 
 static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {

@@ -5,10 +5,12 @@
  *   f32, f16   16-wide FMA on float X
  *   q8         int8 weights widened to int16 (vpmovsxbw) times the prepared int16 activations with VNNI
  *              vpdpwssd: one block of 32 is one instruction; then one FMA by d_w * d_x per block
- *   q4         a 4-block unit of codes is one 64-byte load; AND / shift + vpshufb into the codebook stored
- *              +64 (unsigned), then VNNI vpdpbusd (u8 x s8) against the prepared int8 activations: two
- *              blocks per instruction. sum (v+64) x = sum v x + 64 sum x, so 64 d_w[b] s[b] is taken off
- *              per block at the end (s[b] = d_x * sum of the block's xq comes with the prepared vector).
+ *   q4         a chunk of a group of 16 blocks (quant.h) is one 64-byte load; AND / shift + vpshufb into
+ *              the codebook stored +64 (unsigned), then VNNI vpdpbusd (u8 x s8) against the prepared int8
+ *              activations: lane k sums block k, so a group's 16 dot products end in one register and take
+ *              one conversion and one FMA by their scales per 512 weights. sum (v+64) x = sum v x + 64 sum x,
+ *              so 64 d_w[b] s[b] is taken off at the end (s[b] = d_x * sum of the block's xq comes with the
+ *              prepared vector). A row's short last group uses masked loads.
  *
  * This machine's CI cannot execute AVX-512: tests/c builds this file a second time against SIMDe (portable
  * implementations of the same intrinsics, tests/c/simde_avx512.h) and checks it against the scalar
@@ -84,12 +86,6 @@ static inline void rc_scales16(const uint16_t *dw, const float *dx, uint64_t b, 
                                        _mm512_loadu_ps(dx + b)));
 }
 
-/* [sc[k] x 8, sc[k+1] x 8] */
-static inline __m512 rc_scale_pair(const float *sc, uint64_t k) {
-    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(sc[k]))),
-                                               _mm256_castps_pd(_mm256_set1_ps(sc[k + 1])), 1));
-}
-
 /* ---- q8 ------------------------------------------------------------------------------------------------ */
 static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
     const uint16_t *dw = rc_q_scales(row);
@@ -116,22 +112,9 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
 }
 
 /* ---- q4 ------------------------------------------------------------------------------------------------ */
-/* The 32 codes of block b, in input order, for the blocks outside whole 16-block groups. */
-static inline __m256i rc_q4_codes(const uint8_t *qs, uint64_t nb, uint64_t b) {
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    uint64_t first, blocks, offset;
-    rc_q4_unit_of(nb, b, &first, &blocks, &offset);
-    const uint64_t pos = b - first;
-    if (blocks == 1) {
-        const __m128i q = _mm_loadu_si128((const __m128i *)(qs + offset));
-        return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
-    }
-    /* unit of 4: bytes [0, 32) hold blocks 0 (low) and 2 (high), bytes [32, 64) blocks 1 and 3;
-     * unit of 2: bytes [0, 32) hold blocks 0 (low) and 1 (high) */
-    const uint64_t sub = blocks == 4 ? (pos & 1) : 0, high = blocks == 4 ? (pos >> 1) : pos;
-    const __m256i q = _mm256_loadu_si256((const __m256i *)(qs + offset + 32 * sub));
-    return _mm256_and_si256(high ? _mm256_srli_epi16(q, 4) : q, m4);
-}
+#ifndef RC_Q4_PREFETCH
+#define RC_Q4_PREFETCH 1024 /* bytes ahead in the codes stream (rows are contiguous there) */
+#endif
 
 /* the scales of blocks [b, b + 16) = two whole super-blocks (b a multiple of 16): exact, as rc_q4_scale */
 static inline __m512 rc_q4_scales16(const rc_q4_row *r, uint64_t b) {
@@ -143,44 +126,52 @@ static inline __m512 rc_q4_scales16(const rc_q4_row *r, uint64_t b) {
     return _mm512_mul_ps(s, D);
 }
 
-static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
-    const uint8_t *qs = r->codes;
-    const float *dx = rc_qx_d(qx), *sx = rc_qx_s(qx, nb);
-    const int8_t *xq = rc_qx_q(qx, nb);
+/* 64 bytes at p, or the `live` ones of them (the others zero and not read) when not whole */
+static inline __m512i rc_q4_load(const void *p, int whole, __mmask64 live) {
+    return whole ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(live, p);
+}
+
+/* int32 lane k = the dot product of block k of a group (quant.h): chunk m of the codes, 4n bytes (one load for
+ * a whole group, n = 16), meets 8n activations; lanes >= n are masked to zero in a short group. */
+static inline __m512i rc_q4_group_dot(const uint8_t *p, const int8_t *x, uint64_t n, int whole, __mmask64 live) {
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    __m512 corr = _mm512_setzero_ps(); /* sum_b d_w[b] * s[b] */
-    float sc[16];
+    __m512i lo = _mm512_setzero_si512(), hi = lo;
+    for (uint64_t m = 0; m < 4; m++) {
+        const __m512i q = rc_q4_load(p + 4 * n * m, whole, live);
+        const __m512i xl = rc_q4_load(x + 8 * n * m, whole, live);
+        const __m512i xh = rc_q4_load(x + 8 * n * m + 4 * n, whole, live);
+        lo = _mm512_dpbusd_epi32(lo, _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4)), xl);
+        hi = _mm512_dpbusd_epi32(hi, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4)), xh);
+    }
+    return _mm512_add_epi32(lo, hi);
+}
+
+/* One row: sum over blocks of d_w d_x (dot of codebook values + 64 with x) - 64 d_w s_x. */
+static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
+    const float *dx = rc_qx_d(qx), *sx = rc_qx_s(qx, nb);
+    const int8_t *xq = rc_qx_q(qx, nb);
+    __m512 acc = _mm512_setzero_ps(), corr = acc; /* corr: sum_b d_w[b] * s[b] */
     uint64_t b = 0;
-    for (; b + 16 <= nb; b += 16) { /* four 4-block units */
-        const __m512 dw16 = rc_q4_scales16(r, b);
-        _mm512_storeu_ps(sc, _mm512_mul_ps(dw16, _mm512_loadu_ps(dx + b)));
-        corr = _mm512_fmadd_ps(dw16, _mm512_loadu_ps(sx + b), corr);
-        for (uint64_t u = 0; u < 16; u += 4) {
-            const __m512i q = _mm512_loadu_si512((const void *)(qs + (b + u) * 16));
-            const __m512i v01 = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
-            const __m512i v23 = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
-            const __m512i x01 = _mm512_loadu_si512((const void *)(xq + (b + u) * RC_QK));
-            const __m512i x23 = _mm512_loadu_si512((const void *)(xq + (b + u + 2) * RC_QK));
-            const __m512i d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v01, x01);
-            const __m512i d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), v23, x23);
-            a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d01), rc_scale_pair(sc, u), a0);
-            a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d23), rc_scale_pair(sc, u + 2), a1);
-        }
+    for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) { /* whole groups: 512 weights, 256 bytes of codes */
+        const uint8_t *p = r->codes + 16 * b;
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_Q4_PREFETCH + 64 * l, _MM_HINT_T0);
+        const __m512i dot = rc_q4_group_dot(p, xq + 32 * b, RC_Q4_GROUP, 1, ~(__mmask64)0);
+        const __m512 dw = rc_q4_scales16(r, b);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_loadu_ps(dx + b)), acc);
+        corr = _mm512_fmadd_ps(dw, _mm512_loadu_ps(sx + b), corr);
     }
-    const __m256i table256 = _mm512_castsi512_si256(table);
-    __m256 t0 = _mm256_setzero_ps();
-    float tail_corr = 0;
-    for (; b < nb; b++) {
-        const float d = rc_q4_scale(r, b);
-        const __m256i v = _mm256_shuffle_epi8(table256, rc_q4_codes(qs, nb, b));
-        const __m256i dot = _mm256_dpbusd_epi32(_mm256_setzero_si256(), v,
-                                                _mm256_loadu_si256((const __m256i *)(xq + b * RC_QK)));
-        t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(d * dx[b]), t0);
-        tail_corr += d * sx[b];
+    if (b < nb) { /* the short last group */
+        const uint64_t n = nb - b;
+        float dw[RC_Q4_GROUP] = {0};
+        for (uint64_t k = 0; k < n; k++) dw[k] = rc_q4_scale(r, b + k);
+        const __mmask16 lanes = (__mmask16)((1u << n) - 1);
+        const __m512i dot = rc_q4_group_dot(r->codes + 16 * b, xq + 32 * b, n, 0, (__mmask64)((1ull << (4 * n)) - 1));
+        const __m512 w = _mm512_loadu_ps(dw);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(w, _mm512_maskz_loadu_ps(lanes, dx + b)), acc);
+        corr = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(lanes, sx + b), corr);
     }
-    return rc_hsum512(_mm512_add_ps(a0, a1)) + rc_hsum256(t0) - 64.0f * (rc_hsum512(corr) + tail_corr);
+    return rc_hsum512(_mm512_fnmadd_ps(_mm512_set1_ps(64.0f), corr, acc));
 }
 
 static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,

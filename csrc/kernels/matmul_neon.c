@@ -84,46 +84,49 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
     return vaddvq_f32(vaddq_f32(a0, a1));
 }
 
-/* q4: 16 int8 weights x 16 int8 activations -> 4 int32 partial sums (no dot-product extension) */
-static inline int32x4_t rc_dot16(int32x4_t acc, int8x16_t v, int8x16_t x) {
-    int16x8_t p = vmull_s8(vget_low_s8(v), vget_low_s8(x));
-    p = vmlal_high_s8(p, v, x); /* |127 * 127| * 2 < 2^15: no overflow */
-    return vpadalq_s16(acc, p);
+/* q4 (no dot-product extension): lane k of acc += the sum of the 4 products of bytes 4k..4k+3 of v and x.
+ * Pair sums of int8 products fit int16 (2 * 63 * 127), then one widening pairwise add. */
+static int32x4_t rc_dot4_neon(int32x4_t acc, int8x16_t v, int8x16_t x) {
+    const int16x8_t pairs = vpaddq_s16(vmull_s8(vget_low_s8(v), vget_low_s8(x)), vmull_high_s8(v, x));
+    return vpadalq_s16(acc, pairs);
 }
 
-static int32x4_t rc_block_q4_neon(int8x16_t lo, int8x16_t hi, const int8_t *x) {
-    return rc_dot16(rc_dot16(vdupq_n_s32(0), lo, vld1q_s8(x)), hi, vld1q_s8(x + 16));
+/* 16 bytes at p, of which the first 4 nk are read (nk < 4: the rest is zero) */
+static inline uint8x16_t rc_load16(const void *p, uint64_t nk) {
+    if (nk == 4) return vld1q_u8((const uint8_t *)p);
+    uint8_t buf[16] = {0};
+    memcpy(buf, p, 4 * nk);
+    return vld1q_u8(buf);
 }
 
-float rc_neon_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx, rc_neon_block_fn block) {
-    const uint8_t *qs = r->codes;
+/* One q4 row: groups of n blocks (quant.h) taken 4 blocks (16 bytes of each chunk) at a time; lane k of the
+ * int32 sums is block k of the four. Codebook values signed (tbl), so no +64 correction. */
+float rc_neon_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx, rc_neon_dot4_fn dot4) {
     const float *dx = rc_qx_d(qx);
     const int8_t *xq = rc_qx_q(qx, nb);
     const int8x16_t table = vld1q_s8(rc_q4_values);
     const uint8x16_t m4 = vdupq_n_u8(0x0f);
-    float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
-    uint64_t b = 0;
-    while (b < nb) {
-        uint64_t first, blocks, offset;
-        rc_q4_unit_of(nb, b, &first, &blocks, &offset);
-        const uint8_t *u = qs + offset;
-        /* a unit of n = 32k weights is 16k bytes; byte i: low nibble w[i], high nibble w[i + n/2].
-         * 16 bytes at u + 16j give weights 16j.. (low) and n/2 + 16j.. (high). */
-        int8x16_t v[8];
-        for (uint64_t j = 0; j < blocks; j++) {
-            const uint8x16_t q = vld1q_u8(u + 16 * j);
-            v[j] = vqtbl1q_s8(table, vandq_u8(q, m4));
-            v[blocks + j] = vqtbl1q_s8(table, vshrq_n_u8(q, 4));
+    float32x4_t acc = vdupq_n_f32(0);
+    for (uint64_t b = 0; b < nb; b += RC_Q4_GROUP) {
+        const uint64_t n = rc_q4_group_blocks(nb, b);
+        const uint8_t *p = r->codes + 16 * b;
+        const int8_t *x = xq + 32 * b;
+        for (uint64_t k0 = 0; k0 < n; k0 += 4) {
+            const uint64_t nk = n - k0 < 4 ? n - k0 : 4;
+            int32x4_t d = vdupq_n_s32(0);
+            for (uint64_t m = 0; m < 4; m++) {
+                const uint8x16_t q = rc_load16(p + 4 * n * m + 4 * k0, nk);
+                const int8x16_t xl = vreinterpretq_s8_u8(rc_load16(x + 8 * n * m + 4 * k0, nk));
+                const int8x16_t xh = vreinterpretq_s8_u8(rc_load16(x + 8 * n * m + 4 * n + 4 * k0, nk));
+                d = dot4(d, vqtbl1q_s8(table, vandq_u8(q, m4)), xl);
+                d = dot4(d, vqtbl1q_s8(table, vshrq_n_u8(q, 4)), xh);
+            }
+            float sc[4] = {0, 0, 0, 0};
+            for (uint64_t k = 0; k < nk; k++) sc[k] = rc_q4_scale(r, b + k0 + k) * dx[b + k0 + k];
+            acc = vfmaq_f32(acc, vcvtq_f32_s32(d), vld1q_f32(sc));
         }
-        /* v[2k], v[2k+1] are block k of the unit (weights 0-15 and 16-31) */
-        for (uint64_t k = 0; k < blocks; k++) {
-            const uint64_t bb = b + k;
-            acc[k] = vfmaq_n_f32(acc[k], vcvtq_f32_s32(block(v[2 * k], v[2 * k + 1], xq + bb * RC_QK)),
-                                 rc_q4_scale(r, bb) * dx[bb]);
-        }
-        b += blocks;
     }
-    return vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])));
+    return vaddvq_f32(acc);
 }
 
 void rc_neon_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
@@ -140,7 +143,7 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     for (uint64_t o = r0; o < r1; o++) {
         const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
         for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_neon_row_q4(&r, nb, (const uint8_t *)X + t * xs, rc_block_q4_neon);
+            Y[t * out + o] = rc_neon_row_q4(&r, nb, (const uint8_t *)X + t * xs, rc_dot4_neon);
     }
 }
 

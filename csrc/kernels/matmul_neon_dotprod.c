@@ -1,14 +1,13 @@
 /* matmul_neon_dotprod.c: the NEON family with the Armv8.2 dot-product extension (sdot: four int8 products
  * summed into each int32 lane), compiled with -march=armv8.2-a+dotprod and used only where the CPU reports
- * it (HWCAP_ASIMDDP). q4 blocks are two sdot instructions; f32, f16 and q8 are the plain NEON kernels. */
+ * it (HWCAP_ASIMDDP). q4: one sdot per 16 bytes of a group chunk (4 blocks x 4 weights); f32, f16 and q8 are
+ * the plain NEON kernels. */
 #include <arm_neon.h>
 
 #include "kernels/matmul_neon.h"
 #include "kernels/quant.h"
 
-static int32x4_t rc_block_q4_dotprod(int8x16_t lo, int8x16_t hi, const int8_t *x) {
-    return vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8(x)), hi, vld1q_s8(x + 16));
-}
+static int32x4_t rc_dot4_dotprod(int32x4_t acc, int8x16_t v, int8x16_t x) { return vdotq_s32(acc, v, x); }
 
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
@@ -16,7 +15,7 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     for (uint64_t o = r0; o < r1; o++) {
         const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
         for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_neon_row_q4(&r, nb, (const uint8_t *)X + t * xs, rc_block_q4_dotprod);
+            Y[t * out + o] = rc_neon_row_q4(&r, nb, (const uint8_t *)X + t * xs, rc_dot4_dotprod);
     }
 }
 

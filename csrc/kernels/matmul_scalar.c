@@ -75,14 +75,20 @@ static float rc_row_dot_q8(const uint8_t *row, uint64_t nb, const void *qx) {
     return acc;
 }
 
+/* The prepared int8 activations of block b, in input order (quant.h: q4's are stored in group order). */
+static void rc_qx_q4_block(const void *qx, uint64_t nb, uint64_t b, int8_t out[RC_QK]) {
+    const int8_t *xq = rc_qx_q(qx, nb);
+    for (uint64_t j = 0; j < RC_QK; j++) out[j] = xq[rc_qx_q4_index(nb, b, j)];
+}
+
 static float rc_row_dot_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     const float *dx = rc_qx_d(qx);
-    const int8_t *xq = rc_qx_q(qx, nb);
     float acc = 0;
-    int8_t v[RC_QK];
+    int8_t v[RC_QK], x[RC_QK];
     for (uint64_t b = 0; b < nb; b++) {
         rc_q4_block_values(r->codes, nb, b, v);
-        acc += (rc_q4_scale(r, b) * dx[b]) * (float)rc_dot_i8(v, xq + b * RC_QK);
+        rc_qx_q4_block(qx, nb, b, x);
+        acc += (rc_q4_scale(r, b) * dx[b]) * (float)rc_dot_i8(v, x);
     }
     return acc;
 }

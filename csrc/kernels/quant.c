@@ -52,32 +52,28 @@ uint64_t rc_q_row_bytes(uint32_t dtype, uint64_t in) {
     return 0;
 }
 
-/* ---- q4 code packing ------------------------------------------------------------------------------ */
-void rc_q4_unit_of(uint64_t nb, uint64_t b, uint64_t *first, uint64_t *blocks, uint64_t *offset) {
-    uint64_t quads = nb / 4;
-    if (b < quads * 4) {
-        *first = b / 4 * 4;
-        *blocks = 4;
-    } else if (nb - quads * 4 >= 2 && b < quads * 4 + 2) {
-        *first = quads * 4;
-        *blocks = 2;
-    } else {
-        *first = nb - 1;
-        *blocks = 1;
-    }
-    *offset = *first * 16;
+/* ---- q4 code packing (groups, quant.h) ------------------------------------------------------------- */
+/* byte of weight j of block b inside a row's codes, and the nibble's shift (0 or 4) */
+static uint64_t rc_q4_byte(uint64_t nb, uint64_t b, uint64_t j, int *shift) {
+    const uint64_t g = b / RC_Q4_GROUP * RC_Q4_GROUP, n = rc_q4_group_blocks(nb, b);
+    *shift = (j / 4) % 2 ? 4 : 0;
+    return 16 * g + rc_q4_pos(n, b - g, j);
 }
 
 void rc_q4_block_values(const uint8_t *codes, uint64_t nb, uint64_t b, int8_t out[RC_QK]) {
-    uint64_t first, blocks, offset;
-    rc_q4_unit_of(nb, b, &first, &blocks, &offset);
-    const uint8_t *u = codes + offset;
-    uint64_t half = blocks * 16;             /* bytes in the unit = weights in its first half */
-    uint64_t w0 = (b - first) * RC_QK;       /* this block's first weight inside the unit */
     for (uint64_t j = 0; j < RC_QK; j++) {
-        uint64_t w = w0 + j;
-        uint8_t byte = u[w < half ? w : w - half];
-        out[j] = rc_q4_values[w < half ? (byte & 15) : (byte >> 4)];
+        int shift;
+        const uint64_t at = rc_q4_byte(nb, b, j, &shift);
+        out[j] = rc_q4_values[(codes[at] >> shift) & 15];
+    }
+}
+
+/* Store the codes of block b (32 codes in input order) into a row's codes (zeroed first). */
+static void rc_q4_block_store(uint8_t *row_codes, uint64_t nb, uint64_t b, const uint8_t codes[RC_QK]) {
+    for (uint64_t j = 0; j < RC_QK; j++) {
+        int shift;
+        const uint64_t at = rc_q4_byte(nb, b, j, &shift);
+        row_codes[at] = (uint8_t)(row_codes[at] | codes[j] << shift);
     }
 }
 
@@ -225,22 +221,6 @@ static int8_t rc_q4_block_int_scale(const rc_q4_nearest_table *tab, const float 
     return (int8_t)best_s;
 }
 
-/* Store the codes of block b (32 codes in input order) into a row's codes. */
-static void rc_q4_block_store(uint8_t *row_codes, uint64_t nb, uint64_t b, const uint8_t codes[RC_QK]) {
-    uint64_t first, blocks, offset;
-    rc_q4_unit_of(nb, b, &first, &blocks, &offset);
-    uint8_t *u = row_codes + offset;
-    uint64_t half = blocks * 16;
-    uint64_t w0 = (b - first) * RC_QK;
-    for (uint64_t j = 0; j < RC_QK; j++) {
-        uint64_t w = w0 + j;
-        if (w < half)
-            u[w] = (uint8_t)((u[w] & 0xf0) | codes[j]);
-        else
-            u[w - half] = (uint8_t)((u[w - half] & 0x0f) | codes[j] << 4);
-    }
-}
-
 /* One super-block: blocks [b0, b0 + n) of a row. */
 static void rc_q4_super(const rc_q4_nearest_table *tab, const float *x, uint64_t nb, uint64_t b0, uint64_t n,
                         uint8_t *codes, uint8_t *D, int8_t *s) {
@@ -335,7 +315,7 @@ static void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, 
     }
 }
 
-/* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8) */
+/* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8 in the group order) */
 static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
     const uint64_t nb = in / RC_QK;
     float *d = (float *)out, *s = d + nb;
@@ -350,7 +330,7 @@ static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, v
         for (int j = 0; j < RC_QK; j++) {
             int v = (int)rc_round_even(xb[j] * id);
             v = v > 127 ? 127 : v < -127 ? -127 : v;
-            q[b * RC_QK + j] = (int8_t)v;
+            q[rc_qx_q4_index(nb, b, (uint64_t)j)] = (int8_t)v;
             sum += v;
         }
         d[b] = db;

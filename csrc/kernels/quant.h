@@ -11,7 +11,7 @@
  *       form super-blocks of 8 (the last one may be shorter), each with an f16 scale D, and each block has
  *       an int8 scale s:   d_b = D[b / 8] * s[b] / 128    (exact in float: 11 x 7 significant bits).
  *       The tensor is three arrays one after the other ("structure of arrays"), each indexed by row:
- *           codes [out][nb * 16]  u8     two codes per byte, packed in units (below)      offset 0
+ *           codes [out][nb * 16]  u8     two codes per byte, packed in groups (below)     offset 0
  *           D     [out][nsb]      f16    nsb = ceil(nb / 8)                                out * 16 nb
  *           s     [out][nb]       int8                                                      out * (16 nb + 2 nsb)
  *       so one row costs 17 nb + 2 nsb bytes: 4.25 + nsb / (2 nb) bits per weight, <= 4.5 for every nb >= 2
@@ -20,10 +20,14 @@
  *       Codebook: 16 integers in [-63, 56], denser near zero as trained weights are: the shape of llama.cpp's
  *       IQ4_NL table (MIT) at half its range, with a zero level. Half range so that a value stored +64 is an
  *       unsigned byte <= 120 and u8 x s8 pair sums (vpmaddubsw) cannot saturate: 120 * 127 * 2 < 2^15.
- *       Code packing ("units"): the row's blocks are grouped into units of 4 blocks while 4 remain, then one
- *       unit of 2 if 2 remain, then one unit of 1; a unit of n = 32k weights w[0..n) is 16k bytes, byte i
- *       holding w[i] in its low nibble and w[i + n/2] in its high nibble. (A 4-block unit is one 64-byte
- *       AVX-512 load whose low nibbles are blocks 0, 1 and high nibbles blocks 2, 3.)
+ *       Code packing ("groups", made for dot-product instructions that sum 4 byte products per 32-bit lane):
+ *       a row's blocks form groups of 16 (the last group of a row holds the nb % 16 left, if any). A group
+ *       of n blocks is 16 n bytes in 4 chunks of 4 n bytes; chunk m holds weights 8m .. 8m+7 of every block:
+ *           byte 4n m + 4k + i  =  code of weight 8m + i of block k (low nibble)
+ *                                | code of weight 8m + 4 + i of block k << 4 (high nibble),   i = 0..3
+ *       so a 64-byte load (one chunk of a whole group) gives, after AND / shift and a table lookup, one
+ *       32-bit lane per block (4 weights each): the dot products of 16 blocks accumulate in the 16 lanes of
+ *       one register and take one conversion and one multiply by their scales per 512 weights.
  *
  * Column scales (both types, optional, docs/FILE_FORMAT.md "Column scales"): a few input columns whose
  * weights are many times larger than the rest are stored divided by a factor c_k, and the activation is
@@ -88,9 +92,17 @@ static inline float rc_q4_scale(const rc_q4_row *r, uint64_t b) {
     return rc_f16_to_f32(r->D[b / RC_Q4_SUPER]) * (float)r->s[b] * 0.0078125f;
 }
 
-/* The q4 unit holding block b of a row with nb blocks: its first block index, its block count (4, 2, 1)
- * and its byte offset inside the row's codes. */
-void rc_q4_unit_of(uint64_t nb, uint64_t b, uint64_t *first, uint64_t *blocks, uint64_t *offset);
+#define RC_Q4_GROUP 16 /* blocks per group of the code packing */
+
+/* Blocks in the group holding block b of a row of nb blocks (16, or the last group's nb % 16). */
+static inline uint64_t rc_q4_group_blocks(uint64_t nb, uint64_t b) {
+    uint64_t first = b / RC_Q4_GROUP * RC_Q4_GROUP;
+    return nb - first < RC_Q4_GROUP ? nb - first : RC_Q4_GROUP;
+}
+/* Where weight j of block b lives in the group packing: its position relative to the group's start,
+ * x 16 n bytes, 32 n weights; the same position indexes the codes' byte (with `high` telling the nibble)
+ * and, in the prepared activations, the byte of the low-nibble weight (the high one is 4 n further on). */
+static inline uint64_t rc_q4_pos(uint64_t n, uint64_t k, uint64_t j) { return (j / 8) * 4 * n + 4 * k + j % 4; }
 /* Unpack the codebook values of block b (32 int8, input order) from a row's codes. */
 void rc_q4_block_values(const uint8_t *codes, uint64_t nb, uint64_t b, int8_t out[RC_QK]);
 
@@ -108,7 +120,11 @@ void rc_dequantize_row_q4(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64
  *     d[nb]  float   dx per block
  *     s[nb]  float   dx * (sum of the block's xq): lets a kernel that adds 64 to the q4 values (u8 x s8 dot
  *                    products) subtract 64 * d_w * s[b] afterwards
- *     q[in]  int8    xq, input order
+ *     q[in]  int8    xq in the q4 group order: group by group (16 blocks, the last one nb % 16), as the codes
+ *                    are packed, each chunk m of 4 n code bytes facing 8 n activations: the 4 n that meet
+ *                    its low nibbles, then the 4 n that meet its high nibbles. So x of weight j of block k
+ *                    of a group of n blocks starting at block g is at 32 g + 8 n (j / 8) + 4 n ((j / 4) % 2)
+ *                    + 4 k + j % 4 (rc_qx_q4_index).
  * and for q8 weights:
  *     d[nb]  float   dx per block
  *     q[in]  int16   xq, input order
@@ -118,6 +134,11 @@ static inline const float *rc_qx_d(const void *qx) { return (const float *)qx; }
 static inline const float *rc_qx_s(const void *qx, uint64_t nb) { return (const float *)qx + nb; }
 static inline const int8_t *rc_qx_q(const void *qx, uint64_t nb) { return (const int8_t *)((const float *)qx + 2 * nb); }
 static inline const int16_t *rc_qx_q16(const void *qx, uint64_t nb) { return (const int16_t *)((const float *)qx + nb); }
+/* Index in q (q4's prepared vector) of the activation of weight j of block b, nb blocks per row. */
+static inline uint64_t rc_qx_q4_index(uint64_t nb, uint64_t b, uint64_t j) {
+    const uint64_t g = b / RC_Q4_GROUP * RC_Q4_GROUP, n = rc_q4_group_blocks(nb, b);
+    return 32 * g + 8 * n * (j / 8) + 4 * n * ((j / 4) % 2) + 4 * (b - g) + j % 4;
+}
 /* Column scales of a matrix (rc_tensor's): x[cols[i]] is multiplied by scales[i] before it is quantized. */
 typedef struct {
     uint32_t n;

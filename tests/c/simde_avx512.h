@@ -1,7 +1,7 @@
 /* simde_avx512.h: build csrc/kernels/matmul_avx512.c on a CPU without AVX-512, for its tests.
  *
  * SIMDe (SIMD Everywhere, Debian's libsimde-dev, header-only) implements the AVX-512 intrinsics in portable
- * code; with native aliases the kernel source compiles unchanged. SIMDe 0.7.4 (Debian bookworm) lacks four
+ * code; with native aliases the kernel source compiles unchanged. SIMDe 0.7.4 (Debian bookworm) lacks six
  * intrinsics the kernel uses; they are supplied below, element by element, as Intel's guide defines them. */
 #ifndef RC_SIMDE_AVX512_H
 #define RC_SIMDE_AVX512_H
@@ -36,11 +36,26 @@ static inline simde__m512i rc_shim_cvtepi8_epi32(simde__m128i v) {
     return simde_mm512_loadu_si512(a);
 }
 
+/* masked loads: masked-out bytes are not read (as the real instruction, which never faults on them) */
+static inline simde__m512i rc_shim_maskz_loadu_epi8(uint64_t k, const void *p) {
+    int8_t b[64];
+    for (int i = 0; i < 64; i++) b[i] = (k >> i) & 1 ? ((const int8_t *)p)[i] : 0;
+    return simde_mm512_loadu_si512(b);
+}
+
+static inline simde__m512 rc_shim_maskz_loadu_ps(uint16_t k, const float *p) {
+    float f[16];
+    for (int i = 0; i < 16; i++) f[i] = (k >> i) & 1 ? p[i] : 0.0f;
+    return simde_mm512_loadu_ps(f);
+}
+
 static inline simde__m512i rc_shim_setzero_si512(void) { return simde_mm512_set1_epi32(0); }
 
 #define _mm512_cvtepi32_ps rc_shim_cvtepi32_ps
 #define _mm512_cvtph_ps rc_shim_cvtph_ps
 #define _mm512_cvtepi8_epi32 rc_shim_cvtepi8_epi32
+#define _mm512_maskz_loadu_epi8 rc_shim_maskz_loadu_epi8
+#define _mm512_maskz_loadu_ps rc_shim_maskz_loadu_ps
 #ifndef _mm512_setzero_si512
 #define _mm512_setzero_si512 rc_shim_setzero_si512
 #endif
