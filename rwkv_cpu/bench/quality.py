@@ -38,10 +38,19 @@ def read_text(path: str, docs: int) -> str:
     return "\n\n".join(texts)
 
 
+def source_stem(src: str) -> str:
+    """A name for SRC's conversions: "tiny-5v2-730K" for tiny-5v2-730K/model.pth, "ckpt" for ckpt/ or ckpt.pth."""
+    path = os.path.normpath(os.path.abspath(src))
+    stem = os.path.splitext(os.path.basename(path))[0] if os.path.isfile(path) else os.path.basename(path)
+    if stem in ("model", "pytorch_model") and os.path.isfile(path):
+        stem = os.path.basename(os.path.dirname(path))
+    return stem[:-len("-bf16")] if stem.endswith("-bf16") else stem
+
+
 def converted(src: str, workdir: str, quant: str) -> str:
     """SRC converted to `quant` in workdir (reused if present)."""
     from ..convert import convert
-    out = os.path.join(workdir, f"{os.path.basename(os.path.normpath(src))}-{quant}.rwkv")
+    out = os.path.join(workdir, f"{source_stem(src)}-{quant}.rwkv")
     if not os.path.exists(out):
         convert(src, out, quant=quant, progress=False)
     return out
