@@ -80,9 +80,11 @@ def _meta_blob(meta: Optional[dict]) -> bytes:
 
 
 def _parse_meta(blob: bytes) -> dict:
+    """A state file's metadata as a dict; {} for anything else (it is untrusted: invalid UTF-8 or JSON, JSON
+    nested deeper than the parser's recursion limit)."""
     try:
         meta = json.loads(blob.decode("utf-8")) if blob else {}
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return meta if isinstance(meta, dict) else {}
 

@@ -159,6 +159,28 @@ def test_model_same_with_every_family(models, tmp_path, family, kind):
         assert np.abs(out[family] - out["scalar"]).max() < 1e-2
 
 
+_RUN_SHORT = ("import sys, numpy as np, rwkv_cpu; from quant_helpers import TEXT; m = rwkv_cpu.Model(sys.argv[1]); "
+              "l, _ = m.forward(m.tokenizer.encode(TEXT[:120]), all_logits=True); np.save(sys.argv[2], l)")
+
+
+@pytest.mark.parametrize("family", [f for f in RUNNABLE if f != "scalar"])
+@pytest.mark.parametrize("kind", ["q8", "q4"])
+def test_column_scales_same_with_every_family(models, tmp_path, family, kind):
+    # the model with outlier channels has column scales in most matrices (the activation is scaled before
+    # it is quantized, rc_qx_prepare): every family must agree with the scalar reference, as above
+    path = models[("outliers", kind)]
+    out = {}
+    for fam in ("scalar", family):
+        env = dict(os.environ, RWKV_CPU_KERNEL=fam, PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.abspath(__file__))] + sys.path))
+        dst = str(tmp_path / f"{fam}.npy")
+        subprocess.run([sys.executable, "-c", _RUN_SHORT, path, dst], env=env, check=True)
+        out[fam] = np.load(dst)
+    assert mean_kl(out["scalar"], out[family]) < 1e-3
+    if kind == "q8":
+        assert np.abs(out[family] - out["scalar"]).max() < 1e-2
+
+
 def test_embedding_outlier_columns_are_restored(tmp_path):
     # ln0.weight scales the stored (LN-folded) embedding's columns: three columns 40x larger are stored
     # apart, and an embedding row read for a token must carry their real values (a zeroed column would

@@ -4,16 +4,19 @@
  *   cmake -S . -B build/bench -G Ninja -DRWKV_BUILD_TESTS=ON && ninja -C build/bench bench_kernels
  *   build/bench/bench_kernels [reps]           (RWKV_CPU_KERNEL=scalar|avx2|... picks the family,
  *                                               RWKV_BENCH_DTYPE=f32|f16|q8|q4 one dtype only,
- *                                               RWKV_BENCH_CACHE=1 the in-cache shape only)
+ *                                               RWKV_BENCH_CACHE=1 the in-cache shape only,
+ *                                               RWKV_BENCH_SHAPE=0..4 one shape only)
  *
  * For each shape (rows x in: 4096x4096, 14336x4096, 4096x14336, 65536x4096), dtype (f32, f16, q8, q4) and
  * thread count (1, 2): the median over reps of one T=1 product through rc_matmul on a persistent pool,
  * reported as GB/s of weights streamed, and the ratio to the streaming read (same bytes, same threads,
- * timed alternately with the product so both see the same load).
+ * timed alternately with the product so both see the same load); and the fastest product as G weights/s
+ * ("best": what the kernel does when it has the core to itself, on a shared machine).
  * Memory, not cache: each product and each read uses the next of enough copies of the matrix to fill
  * RWKV_BENCH_MB (default 1536) MB, more than the last-level cache (this VM reports 480 MB of L3), so every
- * byte comes from DRAM, as in a 7B model's decode. The last shape, 1024x1024 (0.5-4 MB, one copy, in the
- * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth.
+ * byte comes from DRAM, as in a 7B model's decode. The last shape, 256x4096 (0.6-4 MB, one copy, in the
+ * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth; and last,
+ * the rows function alone on 64x4096 (no activation step, no pool), fastest of 10 x reps.
  * Weights are random bytes in the dtype's layout (finite scales): speed does not depend on the values. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -51,6 +54,7 @@ static void read_task(void *ctx, int task, int n_tasks) {
 
 /* Median times of a and b over reps, measured alternately (a, b, a, b, ...) so that both see the same
  * load on a shared machine; one warm-up call of each first. */
+static double best_a; /* the fastest product of the last median_times: the unloaded speed on a busy machine */
 static void median_times(int reps, void (*a)(void *), void (*b)(void *), void *arg, double *ta, double *tb) {
     static double t[2][4096];
     a(arg);
@@ -66,6 +70,7 @@ static void median_times(int reps, void (*a)(void *), void (*b)(void *), void *a
     qsort(t[0], (size_t)reps, sizeof(double), cmp_d);
     qsort(t[1], (size_t)reps, sizeof(double), cmp_d);
     *ta = t[0][reps / 2];
+    best_a = t[0][0];
     *tb = t[1][reps / 2];
 }
 
@@ -101,22 +106,53 @@ static void fill(uint8_t *w, uint32_t dtype, uint64_t rows, uint64_t in, uint64_
         }
 }
 
+/* The rows function alone (no activation step, no pool): 64 rows x 4096 in cache, fastest of reps, in
+ * G weights/s: the kernel's own compute ceiling. */
+static void rows_alone(uint32_t dtype, int reps) {
+    const uint64_t rows = 64, in = 4096, bytes = rc_row_bytes(dtype, in) * rows;
+    uint8_t *w = rc_alloc(bytes);
+    float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
+    void *qx = rc_alloc(rc_qx_stride(RWKV_DTYPE_Q8_0, in));
+    if (!w || !x || !y || !qx) { printf("out of memory\n"); exit(1); }
+    fill(w, dtype, rows, in, bytes, 7);
+    for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    const void *X = x;
+    if (dtype == RWKV_DTYPE_Q8_0 || dtype == RWKV_DTYPE_Q4) {
+        rc_qx_prepare(dtype, x, in, 1, NULL, qx);
+        X = qx;
+    }
+    const rc_kernel_set *ks = rc_kernels();
+    rc_rows_fn fn = ks->rows[dtype] ? ks->rows[dtype] : rc_kernels_scalar.rows[dtype];
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        fn(w, in, 0, rows, X, 1, y, rows);
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    printf("rows function alone, %llux%llu %-5s best %8.1f G weights/s %8.1f GB/s\n", (unsigned long long)rows,
+           (unsigned long long)in, rwkv_dtype_name(dtype), rows * in / best / 1e9, bytes / best / 1e9);
+    rc_free(w); rc_free(x); rc_free(y); rc_free(qx);
+}
+
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1) reps = 1;
     if (reps > 4096) reps = 4096;
-    static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {1024, 1024}};
+    static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {256, 4096}};
     const char *mb_env = getenv("RWKV_BENCH_MB");
     const uint64_t pool_bytes = (uint64_t)(mb_env ? atof(mb_env) : 1536.0) * 1000000;
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     printf("kernel family: %s, cpu: %s, median of %d\n", rwkv_kernel_name(), rwkv_cpu_features(), reps);
-    printf("%-12s %-5s %3s %10s %6s %9s %9s %9s %8s %7s\n", "rows x in", "dtype", "thr", "MB", "copies", "ms", "GB/s",
-           "read GB/s", "Gw/s", "ratio");
+    printf("%-12s %-5s %3s %10s %6s %9s %9s %9s %8s %7s %9s\n", "rows x in", "dtype", "thr", "MB", "copies", "ms", "GB/s",
+           "read GB/s", "Gw/s", "ratio", "best Gw/s");
     for (int s = 0; s < 5; s++) {
         const uint64_t rows = shapes[s][0], in = shapes[s][1];
         const int in_cache = s == 4;
-        const char *cache_only = getenv("RWKV_BENCH_CACHE"); /* "1": the in-cache shape only (for perf stat) */
+        const char *cache_only = getenv("RWKV_BENCH_CACHE"); /* "1": the in-cache shape only */
         if (cache_only && *cache_only == '1' && !in_cache) continue;
+        const char *shape_only = getenv("RWKV_BENCH_SHAPE"); /* "0".."4": that shape only */
+        if (shape_only && *shape_only && atoi(shape_only) != s) continue;
         float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
         for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
         for (int d = 0; d < 4; d++) {
@@ -143,9 +179,10 @@ int main(int argc, char **argv) {
                 bench_ctx c = {pool, t, x, y, rj, n_copies, 0, 0};
                 double tm, tr;
                 median_times(reps, run_matmul, run_read, &c, &tm, &tr);
-                printf("%5llux%-6llu %-5s %3d %10.1f %6d %9.3f %9.1f %9.1f %8.1f %7.2f\n", (unsigned long long)rows,
+                printf("%5llux%-6llu %-5s %3d %10.1f %6d %9.3f %9.1f %9.1f %8.1f %7.2f %9.1f\n", (unsigned long long)rows,
                        (unsigned long long)in, rwkv_dtype_name(dtype), thr, bytes / 1e6, n_copies, tm * 1e3,
-                       bytes / tm / 1e9, bytes / tr / 1e9, (double)rows * in / tm / 1e9, tm / tr);
+                       bytes / tm / 1e9, bytes / tr / 1e9, (double)rows * in / tm / 1e9, tm / tr,
+                       (double)rows * in / best_a / 1e9);
                 fflush(stdout);
                 rc_pool_free(pool);
             }
@@ -154,5 +191,9 @@ int main(int argc, char **argv) {
         rc_free(x);
         rc_free(y);
     }
+    static const uint32_t all[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
+    const char *only = getenv("RWKV_BENCH_DTYPE");
+    for (int d = 0; d < 4; d++)
+        if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10);
     return 0;
 }

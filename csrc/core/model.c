@@ -9,6 +9,11 @@
 
 #define RC_VERSION "0.1.0"
 
+/* The recurrent state of v5-v7 holds n_head x head_size x head_size floats per layer: quadratic in head_size,
+ * while the weights that a file must hold grow linearly with it. Real models use 64; this bound keeps a header
+ * from turning a small file into a state of terabytes (dim_att 2^20 with head_size 2^20: 4 TiB per layer). */
+#define RC_MAX_HEAD_SIZE 256u
+
 const char *rwkv_version(void) { return RC_VERSION; }
 
 const char *rwkv_arch_name(uint32_t arch) {
@@ -133,14 +138,10 @@ void rwkv_model_free(rwkv_model *m) {
     free(m);
 }
 
-int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
-    if (!out) return rc_error(RWKV_ERR_ARG, "out is NULL");
-    *out = NULL;
-    rwkv_model *m = calloc(1, sizeof *m);
-    if (!m) return rc_error(RWKV_ERR_OOM, "out of memory");
-    pthread_mutex_init(&m->lock, NULL);
-    int st = rc_file_open(path, &m->file);
-    if (st) { free(m); return st; }
+/* Finish loading m around its parsed file m->file: copy the header, bind the architecture's tensors, make the
+ * thread pool. `what` names the source in messages (the path). On failure m is freed. */
+static int rc_model_init(rwkv_model *m, const char *what, int n_threads, rwkv_model **out) {
+    int st;
     const rc_file *f = &m->file;
     rwkv_model_info *in = &m->info;
     in->arch = f->arch;
@@ -160,14 +161,19 @@ int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
     }
     m->arch = rc_arch_find(f->arch);
     if (!m->arch) {
-        st = rc_error(RWKV_ERR_UNSUPPORTED, "%s: architecture %s (id %u) is not supported by this build", path,
+        st = rc_error(RWKV_ERR_UNSUPPORTED, "%s: architecture %s (id %u) is not supported by this build", what,
                       rwkv_arch_name(f->arch), f->arch);
-        m->arch = NULL;
+        rwkv_model_free(m);
+        return st;
+    }
+    if (f->arch != RWKV_ARCH_V4 && f->head_size > RC_MAX_HEAD_SIZE) {
+        st = rc_error(RWKV_ERR_FORMAT, "%s: head_size %u is above the limit %u (real models use 64)", what,
+                      f->head_size, RC_MAX_HEAD_SIZE);
         rwkv_model_free(m);
         return st;
     }
     if ((st = rc_bind_common(m)) || (st = m->arch->bind(m))) {
-        rc_error_prefix(st, "%s", path);
+        rc_error_prefix(st, "%s", what);
         rwkv_model_free(m);
         return st;
     }
@@ -176,8 +182,41 @@ int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
         rwkv_model_free(m);
         return st;
     }
+    in->n_threads = atomic_load(&m->n_threads);
     *out = m;
     return RWKV_OK;
+}
+
+static rwkv_model *rc_model_alloc(void) {
+    rwkv_model *m = calloc(1, sizeof *m);
+    if (m) pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+int rwkv_model_load(const char *path, int n_threads, rwkv_model **out) {
+    if (!out) return rc_error(RWKV_ERR_ARG, "out is NULL");
+    *out = NULL;
+    rwkv_model *m = rc_model_alloc();
+    if (!m) return rc_error(RWKV_ERR_OOM, "out of memory");
+    int st = rc_file_open(path, &m->file);
+    if (st) {
+        rwkv_model_free(m);
+        return st;
+    }
+    return rc_model_init(m, path, n_threads, out);
+}
+
+int rc_model_load_image(const uint8_t *data, uint64_t size, int n_threads, rwkv_model **out) {
+    if (!out || (!data && size)) return rc_error(RWKV_ERR_ARG, "NULL argument");
+    *out = NULL;
+    rwkv_model *m = rc_model_alloc();
+    if (!m) return rc_error(RWKV_ERR_OOM, "out of memory");
+    int st = rc_file_parse(data, size, &m->file);
+    if (st) {
+        rwkv_model_free(m);
+        return st;
+    }
+    return rc_model_init(m, "model image", n_threads, out);
 }
 
 int rwkv_model_set_threads(rwkv_model *m, int n_threads) {
@@ -198,7 +237,7 @@ int rwkv_model_set_threads(rwkv_model *m, int n_threads) {
     pthread_mutex_lock(&m->lock);
     rc_pool_free(m->pool);
     m->pool = p;
-    m->info.n_threads = (uint32_t)rc_pool_threads(p);
+    atomic_store(&m->n_threads, (uint32_t)rc_pool_threads(p));
     pthread_mutex_unlock(&m->lock);
     return RWKV_OK;
 }
@@ -206,6 +245,7 @@ int rwkv_model_set_threads(rwkv_model *m, int n_threads) {
 int rwkv_model_get_info(const rwkv_model *m, rwkv_model_info *out) {
     if (!m || !out) return rc_error(RWKV_ERR_ARG, "NULL argument");
     *out = m->info;
+    out->n_threads = atomic_load(&m->n_threads);
     return RWKV_OK;
 }
 

@@ -3,6 +3,7 @@
 #define RC_MODEL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "core/common.h"
 #include "core/model_file.h"
@@ -39,6 +40,9 @@ struct rwkv_model {
     rc_tensor emb, head, ln_out_w, ln_out_b;
     rc_pool *pool;
     pthread_mutex_t lock;         /* serializes evaluations: pool and scratch */
+    /* the pool's size now; info is never written after loading (states copy it while threads evaluate and
+     * rwkv_model_set_threads swaps the pool), so rwkv_model_get_info reads the size from here */
+    _Atomic uint32_t n_threads;
     rc_scratch scratch;
 };
 
@@ -58,6 +62,10 @@ struct rc_arch {
 };
 
 const rc_arch *rc_arch_find(uint32_t id);
+
+/* rwkv_model_load for a file image held in memory (the fuzzers' entry point); data must outlive the model,
+ * which does not own it. */
+int rc_model_load_image(const uint8_t *data, uint64_t size, int n_threads, rwkv_model **out);
 extern const rc_arch rc_arch_v4;
 extern const rc_arch rc_arch_v5; /* 5.0, 5.1 and 5.2: bind reads the variant from info.arch */
 extern const rc_arch rc_arch_v6;

@@ -142,21 +142,9 @@ static rc_colscale rc_colscale_of(const rc_tensor *W) {
     return cs;
 }
 
-/* Rows of a q8/q4 matrix against float vectors, one row dequantized at a time (buffer `w` of `in` floats):
- * the fallback when the int8 activation buffer cannot be allocated. Same math as dequantizing W. */
-static void rc_rows_dequant(const rc_tensor *W, const float *X, uint64_t T, float *Y, float *w) {
-    const uint64_t out = rc_rows(W), in = rc_cols(W);
-    for (uint64_t o = 0; o < out; o++) {
-        rc_tensor_row(W, o, w);
-        for (uint64_t t = 0; t < T; t++) {
-            float s = 0;
-            for (uint64_t i = 0; i < in; i++) s += w[i] * X[t * in + i];
-            Y[t * out + o] = s;
-        }
-    }
-}
-
-/* Last resort without any memory: one block of 32 at a time, column scales applied to the weights. */
+/* Rows of a q8/q4 matrix against float vectors, one block of 32 at a time (no scratch needed): the fallback
+ * when the int8 activation buffer cannot be allocated. Same math as dequantizing W (column scales applied to
+ * the weights), in float. */
 static void rc_rows_dequant_blocks(const rc_tensor *W, const float *X, uint64_t T, float *Y) {
     const uint64_t out = rc_rows(W), in = rc_cols(W), nb = in / RC_QK;
     for (uint64_t o = 0; o < out; o++) {
@@ -203,12 +191,7 @@ void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, 
         uint64_t bytes = T * rc_qx_stride(dtype, j.in);
         void *qx = pool ? rc_pool_scratch(pool, (size_t)bytes) : (owned = rc_alloc((size_t)bytes));
         if (!qx) {
-            float *w = (float *)rc_alloc((size_t)j.in * sizeof(float));
-            if (w)
-                rc_rows_dequant(W, X, T, Y, w);
-            else
-                rc_rows_dequant_blocks(W, X, T, Y);
-            rc_free(w);
+            rc_rows_dequant_blocks(W, X, T, Y);
             return;
         }
         const rc_colscale cs = rc_colscale_of(W);

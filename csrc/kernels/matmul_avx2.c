@@ -31,6 +31,8 @@ static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = 0;
     for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(w + i) + RC_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + i) + RC_PREFETCH + 64, _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -47,6 +49,7 @@ static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
     uint64_t i = 0;
 #define RC_H(k) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + (k))))
     for (; i + 32 <= n; i += 32) {
+        _mm_prefetch((const char *)(w + i) + RC_PREFETCH, _MM_HINT_T0);
         a0 = _mm256_fmadd_ps(RC_H(0), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(RC_H(8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(RC_H(16), _mm256_loadu_ps(x + i + 16), a2);
@@ -123,6 +126,11 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
 }
 
 /* ---- q4 --------------------------------------------------------------------------------------------- */
+/* rc_q4_scale with the hardware f16 conversion (the same exact value) */
+static inline float rc_q4_scale_hw(const rc_q4_row *r, uint64_t b) {
+    return _cvtsh_ss(r->D[b / RC_Q4_SUPER]) * (float)r->s[b] * 0.0078125f;
+}
+
 /* the scales of the 8 blocks of super-block b / 8 (b a multiple of 8, all 8 present): exact, as rc_q4_scale */
 static inline __m256 rc_q4_scales8(const rc_q4_row *r, uint64_t b) {
     const __m256 s = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(r->s + b))));
@@ -180,7 +188,7 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
             const uint64_t k0 = 8 * h, nk = n - k0 < 8 ? n - k0 : 8;
             float dw[8] = {0}, dxv[8] = {0}, sxv[8] = {0};
             for (uint64_t k = 0; k < nk; k++) {
-                dw[k] = rc_q4_scale(r, b + k0 + k);
+                dw[k] = rc_q4_scale_hw(r, b + k0 + k);
                 dxv[k] = dx[b + k0 + k];
                 sxv[k] = sx[b + k0 + k];
             }

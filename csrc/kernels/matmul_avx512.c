@@ -38,30 +38,44 @@ static inline float rc_hsum512(__m512 v) {
 }
 
 /* ---- f32 / f16 -------------------------------------------------------------------------------------- */
+#ifndef RC_PREFETCH
+#define RC_PREFETCH 1024 /* bytes ahead in the weight stream (rows are contiguous: past a row is the next) */
+#endif
+
+/* Four accumulators: the FMA latency (4 cycles) times two FMA ports wants at least 8 in flight for the cache
+ * speed, 4 keep the loop well ahead of memory. */
 static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
+    for (; i + 64 <= n; i += 64) {
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i) + RC_PREFETCH + 64 * l, _MM_HINT_T0);
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
     }
     for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
-    float s = rc_hsum512(_mm512_add_ps(a0, a1));
-    for (; i < n; i++) s += w[i] * x[i];
-    return s;
+    if (i < n) { /* the last n % 16: masked loads read nothing beyond the row */
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, w + i), _mm512_maskz_loadu_ps(k, x + i), a1);
+    }
+    return rc_hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
 static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = 0;
 #define RC_H(k) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + (k))))
-    for (; i + 32 <= n; i += 32) {
+    for (; i + 64 <= n; i += 64) {
+        for (int l = 0; l < 2; l++) _mm_prefetch((const char *)(w + i) + RC_PREFETCH + 64 * l, _MM_HINT_T0);
         a0 = _mm512_fmadd_ps(RC_H(0), _mm512_loadu_ps(x + i), a0);
         a1 = _mm512_fmadd_ps(RC_H(16), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(RC_H(32), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(RC_H(48), _mm512_loadu_ps(x + i + 48), a3);
     }
     for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(RC_H(0), _mm512_loadu_ps(x + i), a0);
 #undef RC_H
-    float s = rc_hsum512(_mm512_add_ps(a0, a1));
+    float s = rc_hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
     for (; i < n; i++) s += _cvtsh_ss(w[i]) * x[i];
     return s;
 }
@@ -99,6 +113,7 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wq + (blk) * RC_QK))), \
         _mm512_loadu_si512((const void *)(xq + (blk) * RC_QK)))
     for (; b + 16 <= nb; b += 16) {
+        for (int l = 0; l < 8; l++) _mm_prefetch((const char *)(wq + b * RC_QK) + RC_PREFETCH + 64 * l, _MM_HINT_T0);
         rc_scales16(dw, dx, b, sc);
         for (uint64_t k = 0; k < 16; k += 2) {
             a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(RC_DOT(b + k)), _mm512_set1_ps(sc[k]), a0);
@@ -112,9 +127,10 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
 }
 
 /* ---- q4 ------------------------------------------------------------------------------------------------ */
-#ifndef RC_Q4_PREFETCH
-#define RC_Q4_PREFETCH 1024 /* bytes ahead in the codes stream (rows are contiguous there) */
-#endif
+/* rc_q4_scale with the hardware f16 conversion (the same exact value) */
+static inline float rc_q4_scale_hw(const rc_q4_row *r, uint64_t b) {
+    return _cvtsh_ss(r->D[b / RC_Q4_SUPER]) * (float)r->s[b] * 0.0078125f;
+}
 
 /* the scales of blocks [b, b + 16) = two whole super-blocks (b a multiple of 16): exact, as rc_q4_scale */
 static inline __m512 rc_q4_scales16(const rc_q4_row *r, uint64_t b) {
@@ -155,7 +171,7 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     uint64_t b = 0;
     for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) { /* whole groups: 512 weights, 256 bytes of codes */
         const uint8_t *p = r->codes + 16 * b;
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_Q4_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_PREFETCH + 64 * l, _MM_HINT_T0);
         const __m512i dot = rc_q4_group_dot(p, xq + 32 * b, RC_Q4_GROUP, 1, ~(__mmask64)0);
         const __m512 dw = rc_q4_scales16(r, b);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_loadu_ps(dx + b)), acc);
@@ -164,7 +180,7 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     if (b < nb) { /* the short last group */
         const uint64_t n = nb - b;
         float dw[RC_Q4_GROUP] = {0};
-        for (uint64_t k = 0; k < n; k++) dw[k] = rc_q4_scale(r, b + k);
+        for (uint64_t k = 0; k < n; k++) dw[k] = rc_q4_scale_hw(r, b + k);
         const __mmask16 lanes = (__mmask16)((1u << n) - 1);
         const __m512i dot = rc_q4_group_dot(r->codes + 16 * b, xq + 32 * b, n, 0, (__mmask64)((1ull << (4 * n)) - 1));
         const __m512 w = _mm512_loadu_ps(dw);

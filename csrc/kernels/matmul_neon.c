@@ -3,7 +3,8 @@
  *   f32, f16   4-wide FMA (f16 widened with fcvtl, part of armv8.0)
  *   q8         int8 weights times the prepared int16 activations with smlal (widening multiply-add)
  *   q4         4-bit codes -> codebook values with one tbl, times the prepared int8 activations with
- *              smull + sadalp (pairwise add into int32)
+ *              smull, a pairwise add (addp) and sadalp: one int32 lane per block of the group packing
+ *              (quant.h), 4 blocks per 16 bytes
  * matmul_neon_dotprod.c replaces the q4 product with sdot where the CPU has the dot-product extension. */
 #include <arm_neon.h>
 
@@ -27,14 +28,21 @@ static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
 }
 
 static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0; /* four chains: FMA latency x 2 pipes */
     uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const float16x8_t h0 = vreinterpretq_f16_u16(vld1q_u16(w + i)), h1 = vreinterpretq_f16_u16(vld1q_u16(w + i + 8));
+        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h0)), vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h0), vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, vcvt_f32_f16(vget_low_f16(h1)), vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, vcvt_high_f32_f16(h1), vld1q_f32(x + i + 12));
+    }
     for (; i + 8 <= n; i += 8) {
-        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
         a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
         a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
     }
-    float s = vaddvq_f32(vaddq_f32(a0, a1));
+    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
     for (; i < n; i++) s += rc_f16_to_f32(w[i]) * x[i];
     return s;
 }
@@ -99,6 +107,21 @@ static inline uint8x16_t rc_load16(const void *p, uint64_t nk) {
     return vld1q_u8(buf);
 }
 
+/* d_w * d_x of blocks [b, b + nk), b a multiple of 4 (so one super-block, one D), nk <= 4; lanes >= nk zero.
+ * The f16 D converted by the hardware (fcvtl), s widened: exact, as rc_q4_scale. */
+static inline float32x4_t rc_q4_scales4(const rc_q4_row *r, uint64_t b, uint64_t nk, const float *dx) {
+    const float D = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(r->D[b / RC_Q4_SUPER]))), 0);
+    if (nk < 4) {
+        float sc[4] = {0, 0, 0, 0};
+        for (uint64_t k = 0; k < nk; k++) sc[k] = D * (float)r->s[b + k] * 0.0078125f * dx[b + k];
+        return vld1q_f32(sc);
+    }
+    int32_t s4;
+    memcpy(&s4, r->s + b, 4); /* 4 int8 scales, no read past them */
+    const int32x4_t s = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(s4)))));
+    return vmulq_f32(vmulq_n_f32(vcvtq_f32_s32(s), D * 0.0078125f), vld1q_f32(dx + b));
+}
+
 /* One q4 row: groups of n blocks (quant.h) taken 4 blocks (16 bytes of each chunk) at a time; lane k of the
  * int32 sums is block k of the four. Codebook values signed (tbl), so no +64 correction. */
 float rc_neon_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx, rc_neon_dot4_fn dot4) {
@@ -121,9 +144,7 @@ float rc_neon_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx, rc_neon_do
                 d = dot4(d, vqtbl1q_s8(table, vandq_u8(q, m4)), xl);
                 d = dot4(d, vqtbl1q_s8(table, vshrq_n_u8(q, 4)), xh);
             }
-            float sc[4] = {0, 0, 0, 0};
-            for (uint64_t k = 0; k < nk; k++) sc[k] = rc_q4_scale(r, b + k0 + k) * dx[b + k0 + k];
-            acc = vfmaq_f32(acc, vcvtq_f32_s32(d), vld1q_f32(sc));
+            acc = vfmaq_f32(acc, vcvtq_f32_s32(d), rc_q4_scales4(r, b + k0, nk, dx));
         }
     }
     return vaddvq_f32(acc);

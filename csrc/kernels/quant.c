@@ -272,16 +272,23 @@ uint64_t rc_qx_stride(uint32_t dtype, uint64_t in) {
     return (bytes + RC_ALIGN - 1) / RC_ALIGN * RC_ALIGN;
 }
 
-/* A block's scale: max|x| / qmax, or NaN if the block holds a NaN or infinity (see quant.h). */
+/* A block's scale: max|x| / qmax, or NaN if the block holds a NaN or infinity (or |x| > 3e38; see quant.h).
+ * The maximum is taken on the bit patterns of |x| (for non-negative floats, integer order is float order, and
+ * NaN / infinity lie above every finite value): an integer max, which compilers vectorize. */
 static float rc_block_scale(const float *xb, float qmax) {
-    float amax = 0;
-    int finite = 1;
+    uint32_t bits[RC_QK], m = 0;
+    memcpy(bits, xb, sizeof bits);
     for (int j = 0; j < RC_QK; j++) {
-        float a = fabsf(xb[j]);
-        if (!(a <= 3.0e38f)) finite = 0;
-        amax = a > amax ? a : amax;
+        const uint32_t a = bits[j] & 0x7fffffffu;
+        m = a > m ? a : m;
     }
-    return finite ? amax / qmax : NAN;
+    const float limit = 3.0e38f;
+    uint32_t limit_bits;
+    memcpy(&limit_bits, &limit, 4);
+    if (m > limit_bits) return NAN;
+    float amax;
+    memcpy(&amax, &m, 4);
+    return amax / qmax;
 }
 
 /* Block b of vector x with the column scales applied (cs sorted; *next is the first column scale not yet
@@ -305,14 +312,43 @@ static void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, 
     float buf[RC_QK];
     for (uint64_t b = 0; b < nb; b++) {
         const float *xb = rc_scaled_block(x, b, cs, &next, buf);
-        float db = rc_block_scale(xb, 32767.0f);
-        float id = db > 0 ? 1.0f / db : 0.0f; /* NaN > 0 is false: a non-finite block quantizes to 0 */
+        const float db = rc_block_scale(xb, 32767.0f);
+        d[b] = db;
+        if (!(db > 0)) { /* zero, or NaN for a non-finite block (its products are NaN through d): codes 0 */
+            memset(q + b * RC_QK, 0, RC_QK * sizeof *q);
+            continue;
+        }
+        const float id = 1.0f / db;
         for (int j = 0; j < RC_QK; j++) {
             float v = rc_round_even(xb[j] * id);
-            q[b * RC_QK + j] = (int16_t)(v > 32767 ? 32767 : v < -32767 ? -32767 : v);
+            v = v > 32767.0f ? 32767.0f : v < -32767.0f ? -32767.0f : v;
+            q[b * RC_QK + j] = (int16_t)v;
         }
-        d[b] = db;
     }
+}
+
+/* One block of 32 floats -> int8 (dx = max|x| / 127), written in input order to q; returns dx, *sum = sum q.
+ * Written as plain loops over a local buffer so that the compiler vectorizes them. */
+static float rc_q8_block(const float *xb, int8_t q[RC_QK], int *sum) {
+    const float db = rc_block_scale(xb, 127.0f);
+    *sum = 0;
+    if (!(db > 0)) { /* zero, or NaN for a non-finite block (its products are NaN through d): codes 0 */
+        memset(q, 0, RC_QK);
+        return db;
+    }
+    const float id = 1.0f / db;
+    int v[RC_QK], s = 0;
+    for (int j = 0; j < RC_QK; j++) {
+        float r = rc_round_even(xb[j] * id);
+        r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+        v[j] = (int)r;
+    }
+    for (int j = 0; j < RC_QK; j++) {
+        q[j] = (int8_t)v[j];
+        s += v[j];
+    }
+    *sum = s;
+    return db;
 }
 
 /* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8 in the group order) */
@@ -323,18 +359,12 @@ static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, v
     uint32_t next = 0;
     float buf[RC_QK];
     for (uint64_t b = 0; b < nb; b++) {
-        const float *xb = rc_scaled_block(x, b, cs, &next, buf);
-        float db = rc_block_scale(xb, 127.0f);
-        float id = db > 0 ? 1.0f / db : 0.0f;
-        int sum = 0;
-        for (int j = 0; j < RC_QK; j++) {
-            int v = (int)rc_round_even(xb[j] * id);
-            v = v > 127 ? 127 : v < -127 ? -127 : v;
-            q[rc_qx_q4_index(nb, b, (uint64_t)j)] = (int8_t)v;
-            sum += v;
-        }
-        d[b] = db;
-        s[b] = db * (float)sum;
+        int8_t qb[RC_QK];
+        int sum;
+        d[b] = rc_q8_block(rc_scaled_block(x, b, cs, &next, buf), qb, &sum);
+        s[b] = d[b] * (float)sum;
+        /* the 8 runs of 4 weights of the block to their places in the group order (rc_qx_q4_index) */
+        for (uint64_t c = 0; c < RC_QK / 4; c++) memcpy(q + rc_qx_q4_index(nb, b, 4 * c), qb + 4 * c, 4);
     }
 }
 

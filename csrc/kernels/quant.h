@@ -66,7 +66,7 @@ static inline const uint16_t *rc_q_scales(const uint8_t *row) { return (const ui
 static inline const uint8_t *rc_q_quants(const uint8_t *row, uint64_t nb) { return row + 2 * nb; }
 
 /* q4: row o of a tensor W [out, in], nb = in / 32 blocks:
- *     codes  nb * 16 bytes (units, above)
+ *     codes  nb * 16 bytes (groups, above)
  *     D      nsb f16 super-block scales (nsb = rc_q4_supers(nb))
  *     s      nb int8 block scales:  d_b = D[b / 8] * s[b] / 128 (rc_q4_scale) */
 typedef struct {
@@ -99,9 +99,8 @@ static inline uint64_t rc_q4_group_blocks(uint64_t nb, uint64_t b) {
     uint64_t first = b / RC_Q4_GROUP * RC_Q4_GROUP;
     return nb - first < RC_Q4_GROUP ? nb - first : RC_Q4_GROUP;
 }
-/* Where weight j of block b lives in the group packing: its position relative to the group's start,
- * x 16 n bytes, 32 n weights; the same position indexes the codes' byte (with `high` telling the nibble)
- * and, in the prepared activations, the byte of the low-nibble weight (the high one is 4 n further on). */
+/* Byte of weight j of block k inside its group of n blocks (relative to the group's first code byte): low
+ * nibble when (j / 4) % 2 == 0, high nibble otherwise (quant.h's packing). */
 static inline uint64_t rc_q4_pos(uint64_t n, uint64_t k, uint64_t j) { return (j / 8) * 4 * n + 4 * k + j % 4; }
 /* Unpack the codebook values of block b (32 int8, input order) from a row's codes. */
 void rc_q4_block_values(const uint8_t *codes, uint64_t nb, uint64_t b, int8_t out[RC_QK]);

@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="output .rwkv file (written atomically)")
     p.add_argument("--quant", choices=QUANT_TYPES, default=None,
                    help="type of the large matrices, the embedding and the head included (default f16): "
-                        "q4 = 4.5 bits per weight, q8 = 8.5, f16, f32; vectors always stay f32")
+                        "q4 = at most 4.5 bits per weight (4.3125 for widths of a multiple of 256), q8 = 8.5, f16, f32; vectors always stay f32")
     p.add_argument("--dtype", choices=QUANT_TYPES, default=None, help="the older name of --quant")
     p.add_argument("--keep", action="append", metavar="DTYPE:PATTERN", default=[],
                    help="store the tensors matching a glob in another type, e.g. --keep f16:head "

@@ -6,8 +6,9 @@
    A matrix is read, transformed and converted in chunks of rows (`CHUNK_BYTES` of float64 working
    data at most), written, and its source pages are handed back to the OS; so peak memory is a few
    chunks plus the largest vector, whatever the size of the model.
-3. The file is written under a temporary name in the output's directory, fsync'ed, and only then
-   renamed over the output path. On any failure (KeyboardInterrupt included) the temporary file is
+3. The file is written under a temporary name in the output's directory, fsync'ed, verified (the C
+   library loads it as it would any model: header, tensor table, every tensor of the architecture with its
+   shape and type), and only then renamed over the output path. On any failure (KeyboardInterrupt included) the temporary file is
    removed: the output path never holds a partial model.
 
 Numerics. Values are widened exactly to float32 (bf16, f16) or kept in float64 (f64 sources);
@@ -302,9 +303,11 @@ def _umask() -> int:
     return 0o022
 
 
-def write_atomic(out_path: str, fill: Callable[[IO[bytes]], None]) -> None:
-    """Create `out_path` atomically: `fill` writes a temp file beside it, which is fsync'ed and renamed.
-    If anything fails or is interrupted, the temp file is removed and `out_path` is left as it was."""
+def write_atomic(out_path: str, fill: Callable[[IO[bytes]], None],
+                 verify: Optional[Callable[[str], None]] = None) -> None:
+    """Create `out_path` atomically: `fill` writes a temp file beside it, which is fsync'ed, checked by
+    `verify(temp_path)` (which raises if the file is bad) and renamed. If anything fails or is interrupted,
+    the temp file is removed and `out_path` is left as it was. A full disk is an RwkvIOError naming it."""
     out_path = os.path.abspath(out_path)
     directory = os.path.dirname(out_path)
     try:
@@ -316,6 +319,8 @@ def write_atomic(out_path: str, fill: Callable[[IO[bytes]], None]) -> None:
             fill(f)
             f.flush()
             os.fsync(f.fileno())
+        if verify is not None:
+            verify(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out_path)
     except BaseException as e:
@@ -349,6 +354,16 @@ def stderr_progress() -> ProgressFn:
     return line_progress("converting")
 
 
+def verify_model_file(path: str) -> None:
+    """Load the written file with the C library, as any program would (every structural check of
+    docs/FILE_FORMAT.md and every tensor the architecture needs); raise ModelFormatError if it is refused."""
+    from .._ffi import ffi, lib, last_error
+    out = ffi.new("rwkv_model **")
+    if lib.rwkv_model_load(os.fsencode(path), 1, out) != 0:
+        raise ModelFormatError(f"the written model failed verification, so it was not kept: {last_error()}")
+    lib.rwkv_model_free(out[0])
+
+
 def write_model(layout: Layout, out_path: str, progress: Optional[ProgressFn] = None) -> None:
-    """Write the planned model to `out_path` (atomically)."""
-    write_atomic(out_path, lambda f: write_contents(f, layout, progress))
+    """Write the planned model to `out_path` (atomically, after verifying it)."""
+    write_atomic(out_path, lambda f: write_contents(f, layout, progress), verify_model_file)

@@ -4,8 +4,10 @@
  * reported and left out. Prints "N passed, N failed" and exits non-zero on any failure.
  *
  * Checks per family and dtype (f32, f16, q8, q4): shapes with odd sizes, widths not a multiple of 8/16 for
- * floats and every q4 unit mix for q8/q4 (1..40 blocks), T = 1 and 3; one row; zero input -> zero output;
- * huge finite inputs stay finite and accurate; NaN / inf input -> non-finite outputs (the NaN policy). */
+ * floats and 1..40 blocks for q8/q4 (q4 from 2: whole and short groups and super-blocks), T = 1 and 3; one row;
+ * zero input -> zero output;
+ * huge finite inputs stay finite and accurate; NaN / inf input -> non-finite outputs (the NaN policy); q8/q4
+ * with column scales against the float product of the real weights. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +88,52 @@ static void compare(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint
     free(wf); free(w); free(x); free(y0); free(y1);
 }
 
+/* Column scales (quant.h): W stored with 3 columns divided by c, the product must equal the float product with
+ * the real weights (stored * c), for the scalar reference and the family alike (rc_qx_prepare applies them). */
+static void compare_colscale(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols) {
+    float *wf = malloc(rows * cols * sizeof(float));
+    void *w = make_w(dtype, rows, cols, wf);
+    const float ccols[3] = {0.0f, (float)(cols / 2 + 1), (float)(cols - 1)}, cscale[3] = {40.0f, 0.25f, 7.5f};
+    rc_tensor t = {"W", dtype, 2, {rows, cols, 0, 0}, rows * cols, rc_row_bytes(dtype, cols) * rows, w, 3, ccols, cscale};
+    float *x = malloc(2 * cols * sizeof(float)), *y0 = malloc(2 * rows * sizeof(float)), *y1 = malloc(2 * rows * sizeof(float));
+    for (uint64_t i = 0; i < 2 * cols; i++) x[i] = gauss();
+    rc_matmul_with(&rc_kernels_scalar, NULL, &t, x, 2, y0);
+    rc_matmul_with(ks, NULL, &t, x, 2, y1);
+    int ok = 1;
+    float *row = malloc(cols * sizeof(float));
+    for (uint64_t o = 0; o < rows && ok; o++) {
+        rc_tensor_row(&t, o, row); /* the real weights: stored * scale in the scaled columns */
+        for (int k = 0; k < 3; k++)
+            ok &= row[(uint64_t)ccols[k]] == wf[o * cols + (uint64_t)ccols[k]] * cscale[k];
+        for (uint64_t tt = 0; tt < 2 && ok; tt++) {
+            /* the activation rounding bound: stored weight (row / c) times half a step of the scaled
+             * activation's block (max |x c| / 127 for q4, / 32767 for q8) */
+            const double qmax = dtype == RWKV_DTYPE_Q4 ? 127.0 : 32767.0;
+            double want = 0, mag = 0, bound = 0;
+            for (uint64_t b = 0; b < cols / RC_QK; b++) {
+                double bmax = 0;
+                for (uint64_t i = b * RC_QK; i < (b + 1) * RC_QK; i++) {
+                    double c = 1;
+                    for (int k = 0; k < 3; k++) c = i == (uint64_t)ccols[k] ? cscale[k] : c;
+                    bmax = fmax(bmax, fabs((double)x[tt * cols + i] * c));
+                }
+                for (uint64_t i = b * RC_QK; i < (b + 1) * RC_QK; i++) {
+                    double c = 1;
+                    for (int k = 0; k < 3; k++) c = i == (uint64_t)ccols[k] ? cscale[k] : c;
+                    want += (double)row[i] * x[tt * cols + i];
+                    mag += fabs((double)row[i] * x[tt * cols + i]);
+                    bound += fabs((double)row[i] / c) * bmax / qmax / 2;
+                }
+            }
+            const float a = y0[tt * rows + o], b = y1[tt * rows + o];
+            /* family = scalar up to float order; scalar = float product up to the activation rounding */
+            ok = fabs((double)a - b) <= 3e-5 * mag + 1e-30 && fabs(a - want) <= bound * 1.001 + 3e-5 * mag;
+        }
+    }
+    check(ok, ks->name, "column scales", dtype, rows, cols);
+    free(row); free(wf); free(w); free(x); free(y0); free(y1);
+}
+
 static void test_family(const rc_kernel_set *ks) {
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     static const uint64_t rows_list[] = {1, 3, 17, 64};
@@ -99,6 +147,8 @@ static void test_family(const rc_kernel_set *ks) {
         }
         for (int special = 1; special <= 4; special++) compare(ks, dtype, 9, quant ? 11 * RC_QK : 357, 2, special);
         compare(ks, dtype, 5, quant ? 128 * RC_QK : 4096, 1, 0);
+        if (quant)
+            for (uint64_t nb = 2; nb <= 40; nb += 7) compare_colscale(ks, dtype, 7, nb * RC_QK);
     }
 }
 
