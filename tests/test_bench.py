@@ -167,6 +167,7 @@ def test_bench_run_end_to_end(tmp_path):
     emb = next(t for t in tensors if t.name == "emb.weight")
     assert b["total"] == sum(t.nbytes for t in tensors) - emb.nbytes + emb.nbytes // emb.shape[0] + model.state_size * 4
     assert r["roofline_ratio"] == pytest.approx(r["decode_ms"] / (b["total"] / (r["bandwidth_gb_s"] * 1e9) * 1e3))
+    assert len(r["roofline_ratio_runs"]) == 2 and all(x > 0 for x in r["roofline_ratio_runs"])
     assert r["peak_rss_bytes"] > r["file_bytes"] and r["first_token_s"] >= r["load_s"] > 0
     assert [p["tokens"] for p in r["prefill"]] == [8, 16] and all(p["tok_s"] > 0 for p in r["prefill"])
     assert [p["batch"] for p in r["batch"]] == [1, 3] and all(p["tok_s"] > 0 for p in r["batch"])

@@ -190,6 +190,8 @@ def measure(path: str, threads: int, tokens: int, runs: int, warmup: int, prefil
         "bandwidth_gb_s": bw / 1e9, "bandwidth_gb_s_runs": [b / 1e9 for b in bandwidth],
         "bandwidth_buffer_bytes": bw_bytes, "bytes_per_token": bpt, "roofline_ms": roof_ms,
         "roofline_ratio": ms / roof_ms,
+        # each decode run against the bandwidth read right after it (robust to slow changes of machine load)
+        "roofline_ratio_runs": [t / (bpt["total"] / b) for t, b in zip(decode, bandwidth)],
         "prefill": [time_prefill(model, n, rng, runs, budget) for n in prefill],
         "batch": [time_batch(model, B, batch_steps, rng, runs, budget) for B in batch],
     }
@@ -272,7 +274,8 @@ def format_text(results: List[dict], m: dict) -> str:
             f" ({r['bandwidth_buffer_bytes'] >> 20} MiB buffer)",
             f"  bytes/token    {b['total'] / 1e6:.1f} MB (matrices {b['matrices'] / 1e6:.1f}, head {b['head'] / 1e6:.1f}, "
             f"vectors {b['vectors'] / 1e6:.2f}, state {b['state'] / 1e6:.2f}, embedding row {b['embedding_row']} B)",
-            f"  roofline       {r['roofline_ms']:.2f} ms/token; ratio {r['roofline_ratio']:.3f}",
+            f"  roofline       {r['roofline_ms']:.2f} ms/token; ratio {r['roofline_ratio']:.3f} (run by run: "
+            f"{', '.join(f'{x:.2f}' for x in r['roofline_ratio_runs'])})",
         ]
         for p in r["prefill"]:
             lines.append(f"  prefill {p['tokens']:>5}  {p['tok_s']:.1f} tok/s ({p['seconds']:.2f} s, {p['runs']} runs)")
