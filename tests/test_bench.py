@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -147,8 +148,13 @@ def test_measure_read_bandwidth():
 
 
 # ---- bench run, bench quality ------------------------------------------------------------------------------
-def _cli(*args):
-    r = subprocess.run([sys.executable, "-m", "rwkv_cpu.cli", "bench", *args], capture_output=True, text=True)
+def _cli(*args, cwd=None):
+    """`rwkv-cpu bench ARGS`; from another directory (cwd) through the installed console script, as a user would."""
+    cmd = [sys.executable, "-m", "rwkv_cpu.cli"]
+    if cwd is not None:
+        script = os.path.join(os.path.dirname(sys.executable), "rwkv-cpu")
+        cmd = [script] if os.path.exists(script) else [shutil.which("rwkv-cpu")]
+    r = subprocess.run(cmd + ["bench", *args], capture_output=True, text=True, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -171,8 +177,11 @@ def test_bench_run_end_to_end(tmp_path):
     assert r["peak_rss_bytes"] > r["file_bytes"] and r["first_token_s"] >= r["load_s"] > 0
     assert [p["tokens"] for p in r["prefill"]] == [8, 16] and all(p["tok_s"] > 0 for p in r["prefill"])
     assert [p["batch"] for p in r["batch"]] == [1, 3] and all(p["tok_s"] > 0 for p in r["batch"])
+    # from a source checkout's root too (where ./rwkv_cpu has no compiled library): the worker process must
+    # import the package the command itself runs from
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     md = _cli("run", model.path, "--threads", "1", "--tokens", "2", "--runs", "1", "--prefill", "none",
-              "--batch", "2", "--bw-bytes", str(16 << 20), "--markdown")
+              "--batch", "2", "--bw-bytes", str(16 << 20), "--markdown", cwd=root)
     assert "| roofline ratio |" in md and "batch 2 tok/s" in md and "prefill" not in md.split("\n")[-3]
 
 

@@ -221,12 +221,15 @@ def run_one(path: str, args) -> dict:
         raise FileNotFoundError(f"{path}: no such model file")
     if not args.no_precache:
         precache(path)
-    spec = {"path": path, "threads": args.threads, "tokens": args.tokens, "runs": args.runs,
+    spec = {"path": os.path.abspath(path), "threads": args.threads, "tokens": args.tokens, "runs": args.runs,
             "warmup": args.warmup, "prefill": args.prefill, "batch": args.batch, "batch_steps": args.batch_steps,
             "bw_bytes": args.bw_bytes or default_bandwidth_bytes(), "budget": args.budget}
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")   # no idle BLAS threads beside ours
+    # run from the directory holding the package this process imported, so that `-m` finds the same one (from
+    # a source checkout's root, ./rwkv_cpu would otherwise shadow the installed package and its library)
+    home = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # .../site-packages
     proc = subprocess.run([sys.executable, "-m", "rwkv_cpu.bench.run", json.dumps(spec)], capture_output=True,
-                          text=True, env=env)
+                          text=True, env=env, cwd=home)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmarking {path} failed:\n{proc.stderr.strip()}")
     return json.loads(proc.stdout)
