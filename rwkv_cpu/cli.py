@@ -5,6 +5,7 @@
     rwkv-cpu info MODEL                   architecture, dimensions, tensors, CPU features and kernels
     rwkv-cpu chat [MODEL]                 chat (User:/Assistant: turns; /reset /save /load /help /quit)
     rwkv-cpu perplexity MODEL FILE        perplexity of a text, LAMBADA accuracy of a jsonl; --compare OTHER
+    rwkv-cpu bench make|run|quality       random models, speed and roofline ratio, quantization quality
 """
 from __future__ import annotations
 
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_chat(sub)
     from .evaluate import add_parser as _add_perplexity
     _add_perplexity(sub)
+    from .bench import add_parser as _add_bench
+    _add_bench(sub)
     return parser
 
 

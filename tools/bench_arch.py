@@ -31,24 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_reference import make_weights  # noqa: E402  (numpy-only weight maker; torch is not needed here)
-
-
-def shape_of(version: str, C: int, L: int, V: int) -> dict:
-    """Dimensions of a model of width C: head size 64, each version's FFN size and LoRA ranks (the
-    formulas of BlinkDL's training code, RWKV-LM)."""
-    d = dict(L=L, C=C, V=V, H=C // 64, N=64)
-    r = lambda x: max(32, int(round(x / 32)) * 32)  # noqa: E731
-    if version == "v4":
-        d["F"] = 4 * C
-    elif version.startswith("v5") or version == "v6":
-        d["F"] = int(3.5 * C) // 32 * 32
-    else:
-        d["F"] = 4 * C
-    if version == "v6":
-        d.update(Dm=32 if C < 4096 else 64, Dd=64 if C < 4096 else 128)
-    if version == "v7":
-        d.update(Dw=r(1.8 * C ** 0.5), Da=r(1.8 * C ** 0.5), Dv=r(1.3 * C ** 0.5), Dg=r(0.6 * C ** 0.8))
-    return d
+from rwkv_cpu.bench.weights import shape_of  # noqa: E402  (each version's FFN size and LoRA ranks)
 
 
 def write_checkpoint(path: str, version: str, d: dict, seed: int) -> None:

@@ -35,6 +35,7 @@ decays by tenths, so that every layer, channel-mix and the data-dependent paths 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -59,239 +60,20 @@ VERSION_OF_NAME = {"v4": "random-4v0-gen", "v5.0": "random-5v0", "v5.1": "random
                    "v6": "random-6v0", "v7": "random-7v0"}
 
 
-# ---- random weights ----------------------------------------------------------------------------------
-class Init:
-    """float32 arrays with the magnitudes of trained weights."""
-
-    def __init__(self, seed: int):
-        self.rng = np.random.default_rng(seed)
-
-    def normal(self, shape, mean=0.0, std=1.0) -> np.ndarray:
-        return (mean + std * self.rng.standard_normal(shape)).astype(np.float32)
-
-    def matrix(self, out: int, inp: int, gain: float = 1.0) -> np.ndarray:
-        """[out, in], std gain/sqrt(in): unit-scale outputs for unit-scale inputs."""
-        return self.normal((out, inp), 0.0, gain / np.sqrt(inp))
-
-    def ln(self, n: int):
-        return self.normal((n,), 1.0, 0.1), self.normal((n,), 0.0, 0.05)
-
-    def mix(self, c: int, mean=0.6) -> np.ndarray:
-        return self.normal((1, 1, c), mean, 0.27)
+# ---- random weights and Hugging Face layouts: rwkv_cpu/bench/weights.py (shared with `rwkv-cpu bench make`) --
+def _load_weights_module():
+    """rwkv_cpu/bench/weights.py by path: numpy only, so this venv needs neither the package nor its C library."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "rwkv_cpu", "bench", "weights.py")
+    spec = importlib.util.spec_from_file_location("rwkv_bench_weights", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-def common(w: dict, init: Init, d: dict) -> None:
-    L, C, V = d["L"], d["C"], d["V"]
-    w["emb.weight"] = init.normal((V, C), 0.0, 0.3)
-    w["blocks.0.ln0.weight"], w["blocks.0.ln0.bias"] = init.ln(C)
-    for i in range(L):
-        w[f"blocks.{i}.ln1.weight"], w[f"blocks.{i}.ln1.bias"] = init.ln(C)
-        w[f"blocks.{i}.ln2.weight"], w[f"blocks.{i}.ln2.bias"] = init.ln(C)
-    w["ln_out.weight"], w["ln_out.bias"] = init.ln(C)
-    w["head.weight"] = init.matrix(V, C, 2.0)
-
-
-def ffn_v4_v6(w: dict, init: Init, d: dict, i: int, maa: bool) -> None:
-    C, F = d["C"], d["F"]
-    p = f"blocks.{i}.ffn."
-    if maa:
-        w[p + "time_maa_k"], w[p + "time_maa_r"] = init.mix(C, 0.5), init.mix(C, 0.5)
-    else:
-        w[p + "time_mix_k"], w[p + "time_mix_r"] = init.mix(C), init.mix(C)
-    w[p + "key.weight"] = init.matrix(F, C)
-    w[p + "receptance.weight"] = init.matrix(C, C)
-    w[p + "value.weight"] = init.matrix(C, F, 0.5)
-
-
-def weights_v4(init: Init, d: dict) -> dict:
-    w: dict = {}
-    common(w, init, d)
-    C = d["C"]
-    for i in range(d["L"]):
-        p = f"blocks.{i}.att."
-        w[p + "time_decay"] = init.normal((C,), -1.2, 2.4)  # w = -exp(.): forget within a token .. remember long
-        w[p + "time_first"] = init.normal((C,), -1.2, 0.45)
-        for x in "kvr":
-            w[p + f"time_mix_{x}"] = init.mix(C)
-        for x in ("key", "value", "receptance"):
-            w[p + f"{x}.weight"] = init.matrix(C, C)
-        w[p + "output.weight"] = init.matrix(C, C, 0.5)
-        ffn_v4_v6(w, init, d, i, maa=False)
-    return w
-
-
-def weights_v5(init: Init, d: dict, version: str) -> dict:
-    w: dict = {}
-    common(w, init, d)
-    C, H, N = d["C"], d["H"], d["N"]
-    A = H * N
-    for i in range(d["L"]):
-        p = f"blocks.{i}.att."
-        if version == "v5.2":
-            w[p + "time_decay"] = init.normal((H, N), -3.8, 1.5)
-            w[p + "time_faaaa"] = init.normal((H, N), 0.25, 0.19)
-        else:  # one decay and bonus per head, spread over heads
-            w[p + "time_decay"] = np.linspace(-4.5, -0.5, H).astype(np.float32) + init.normal((H,), 0.0, 0.2)
-            if version == "v5.0":
-                w[p + "time_first"] = init.normal((H,), -0.7, 0.5)  # u = exp(time_first)
-            else:
-                w[p + "time_faaaa"] = init.normal((H,), 0.25, 0.19)
-        for x in "kvr" + ("" if version == "v5.0" else "g"):
-            w[p + f"time_mix_{x}"] = init.mix(C, 0.7)
-        for x in ("key", "value", "receptance") + (() if version == "v5.0" else ("gate",)):
-            w[p + f"{x}.weight"] = init.matrix(A, C)
-        w[p + "output.weight"] = init.matrix(C, A, 0.5)
-        w[p + "ln_x.weight"], w[p + "ln_x.bias"] = init.normal((A,), 0.5, 0.16), init.normal((A,), 0.0, 0.05)
-        ffn_v4_v6(w, init, d, i, maa=False)
-    return w
-
-
-def weights_v6(init: Init, d: dict) -> dict:
-    w: dict = {}
-    common(w, init, d)
-    C, H, N, Dm, Dd = d["C"], d["H"], d["N"], d["Dm"], d["Dd"]
-    A = H * N
-    for i in range(d["L"]):
-        p = f"blocks.{i}.att."
-        for x in "xwkvrg":
-            w[p + f"time_maa_{x}"] = init.mix(C, 0.5)
-        w[p + "time_maa_w1"] = init.normal((C, 5 * Dm), 0.0, 0.05)  # used as x @ w1
-        w[p + "time_maa_w2"] = init.normal((5, Dm, C), 0.0, 0.15)
-        w[p + "time_decay"] = init.normal((1, 1, A), -3.8, 1.5)
-        w[p + "time_decay_w1"] = init.normal((C, Dd), 0.0, 0.05)
-        w[p + "time_decay_w2"] = init.normal((Dd, A), 0.0, 0.3)
-        w[p + "time_faaaa"] = init.normal((H, N), 0.25, 0.19)
-        for x in ("receptance", "key", "value", "gate"):
-            w[p + f"{x}.weight"] = init.matrix(A, C)
-        w[p + "output.weight"] = init.matrix(C, A, 0.5)
-        w[p + "ln_x.weight"], w[p + "ln_x.bias"] = init.normal((A,), 0.5, 0.16), init.normal((A,), 0.0, 0.05)
-        ffn_v4_v6(w, init, d, i, maa=True)
-    return w
-
-
-def weights_v7(init: Init, d: dict) -> dict:
-    w: dict = {}
-    common(w, init, d)
-    C, H, N, F = d["C"], d["H"], d["N"], d["F"]
-    A = H * N
-    for i in range(d["L"]):
-        p = f"blocks.{i}.att."
-        for x in "rwkvag":
-            w[p + f"x_{x}"] = init.mix(C, 0.5)
-        # layer 0 has v0/v1/v2 too in BlinkDL checkpoints (unused: its v is v_first)
-        for name, D, mean0, std0, std2 in (("w", d["Dw"], -1.0, 1.5, 0.3), ("a", d["Da"], -0.2, 0.5, 0.3),
-                                           ("v", d["Dv"], 0.5, 0.5, 0.3)):
-            w[p + f"{name}0"] = init.normal((1, 1, A), mean0, std0)
-            w[p + f"{name}1"] = init.normal((C, D), 0.0, 0.05)  # used as x @ {name}1
-            w[p + f"{name}2"] = init.normal((D, A), 0.0, std2)
-        w[p + "g1"] = init.normal((C, d["Dg"]), 0.0, 0.05)
-        w[p + "g2"] = init.normal((d["Dg"], A), 0.0, 0.2)
-        w[p + "k_k"] = init.normal((1, 1, A), 0.85, 0.15)
-        w[p + "k_a"] = init.normal((1, 1, A), 1.0, 0.2)
-        w[p + "r_k"] = init.normal((H, N), 0.0, 0.3)
-        for x in ("receptance", "key", "value"):
-            w[p + f"{x}.weight"] = init.matrix(A, C)
-        w[p + "output.weight"] = init.matrix(C, A, 0.5)
-        w[p + "ln_x.weight"], w[p + "ln_x.bias"] = init.normal((A,), 0.5, 0.16), init.normal((A,), 0.0, 0.05)
-        f = f"blocks.{i}.ffn."
-        w[f + "x_k"] = init.mix(C, 0.5)
-        w[f + "key.weight"] = init.matrix(F, C)
-        w[f + "value.weight"] = init.matrix(C, F, 0.5)
-    return w
-
-
-def make_weights(version: str, d: dict, seed: int) -> dict:
-    init = Init(seed)
-    if version == "v4":
-        return weights_v4(init, d)
-    if version.startswith("v5"):
-        return weights_v5(init, d, version)
-    if version == "v6":
-        return weights_v6(init, d)
-    return weights_v7(init, d)
-
-
-# ---- Hugging Face names ------------------------------------------------------------------------------
-def hf_name(name: str, version: str) -> str:
-    """BlinkDL name -> transformers / Rwkv5 / Rwkv6 remote-code name (RWKV_REFERENCE.md §5.1)."""
-    if name == "head.weight":
-        return name
-    out = name.replace("emb.", "embeddings.", 1) if name.startswith("emb.") else name
-    out = out.replace("blocks.0.ln0.", "blocks.0.pre_ln.").replace(".att.", ".attention.")
-    out = out.replace(".ffn.", ".feed_forward.")
-    if version != "v6":
-        for short, long in (("k", "key"), ("v", "value"), ("r", "receptance"), ("g", "gate")):
-            if out.endswith(f".time_mix_{short}"):
-                out = out[:-len(short)] + long
-    return "rwkv." + out
-
-
-def fla_tensors(w: dict) -> dict:
-    """BlinkDL v7 tensors -> fla RWKV7ForCausalLM tensors (RWKV_REFERENCE.md §5.5)."""
-    out = {}
-    for name, t in w.items():
-        parts = name.split(".")
-        if name == "emb.weight":
-            out["model.embeddings.weight"] = t
-        elif name.startswith("ln_out."):
-            out["model.norm." + parts[1]] = t
-        elif name == "head.weight":
-            out["lm_head.weight"] = t
-        else:
-            i, rest = parts[1], ".".join(parts[2:])
-            pre = f"model.layers.{i}."
-            simple = {"ln0.weight": "pre_norm.weight", "ln0.bias": "pre_norm.bias", "ln1.weight": "attn_norm.weight",
-                      "ln1.bias": "attn_norm.bias", "ln2.weight": "ffn_norm.weight", "ln2.bias": "ffn_norm.bias",
-                      "att.receptance.weight": "attn.r_proj.weight", "att.key.weight": "attn.k_proj.weight",
-                      "att.value.weight": "attn.v_proj.weight", "att.output.weight": "attn.o_proj.weight",
-                      "att.ln_x.weight": "attn.g_norm.weight", "att.ln_x.bias": "attn.g_norm.bias",
-                      "ffn.key.weight": "ffn.key.weight", "ffn.value.weight": "ffn.value.weight"}
-            if rest in simple:
-                out[pre + simple[rest]] = t
-            elif rest in ("att.k_k", "att.k_a") or rest == "ffn.x_k":
-                out[pre + rest.replace("att.", "attn.")] = t.reshape(-1)  # fla: [C]
-            elif rest.startswith("att.x_") or rest == "att.r_k":
-                out[pre + rest.replace("att.", "attn.")] = t
-            elif rest[4] in "wavg" and rest[5] in "012" and len(rest) == 6:
-                lora, which = rest[4], rest[5]
-                if lora == "v" and i == "0":
-                    continue  # fla's layer 0 has no value residual
-                key = pre + f"attn.{lora}_lora.lora."
-                if which == "0":
-                    out[key + "2.bias"] = t.reshape(-1)
-                elif which == "1":
-                    out[key + "0.weight"] = np.ascontiguousarray(t.T)  # [D, C]
-                else:
-                    out[key + "2.weight"] = np.ascontiguousarray(t.T)  # [C, D]
-            else:
-                raise KeyError(f"no fla name for {name}")
-    return out
-
-
-def hf_config(version: str, d: dict) -> dict:
-    C, L, V = d["C"], d["L"], d["V"]
-    if version == "v4":
-        return {"architectures": ["RwkvForCausalLM"], "attention_hidden_size": C, "bos_token_id": 0,
-                "context_length": 1024, "eos_token_id": 0, "hidden_size": C, "intermediate_size": d["F"],
-                "layer_norm_epsilon": 1e-05, "model_type": "rwkv", "num_hidden_layers": L, "rescale_every": 6,
-                "tie_word_embeddings": False, "vocab_size": V}
-    if version.startswith("v5"):
-        return {"architectures": ["RwkvForCausalLM"], "attention_hidden_size": C, "head_size": d["N"],
-                "hidden_size": C, "intermediate_size": d["F"], "layer_norm_epsilon": 1e-05, "model_type": "rwkv5",
-                "model_version": version[1:].replace(".", "_"), "num_hidden_layers": L, "rescale_every": 6,
-                "tie_word_embeddings": False, "vocab_size": V,
-                "auto_map": {"AutoConfig": "configuration_rwkv5.Rwkv5Config",
-                             "AutoModelForCausalLM": "modeling_rwkv5.Rwkv5ForCausalLM"}}
-    if version == "v6":
-        return {"architectures": ["Rwkv6ForCausalLM"], "attention_hidden_size": C, "head_size": d["N"],
-                "head_size_divisor": 8, "hidden_size": C, "intermediate_size": d["F"], "layer_norm_epsilon": 1e-05,
-                "model_type": "rwkv6", "num_hidden_layers": L, "rescale_every": 6, "tie_word_embeddings": False,
-                "vocab_size": V, "auto_map": {"AutoConfig": "configuration_rwkv6.Rwkv6Config",
-                                              "AutoModelForCausalLM": "modeling_rwkv6.Rwkv6ForCausalLM"}}
-    return {"architectures": ["RWKV7ForCausalLM"], "model_type": "rwkv7", "hidden_size": C, "head_dim": d["N"],
-            "num_heads": d["H"], "num_hidden_layers": L, "intermediate_size": d["F"], "vocab_size": V,
-            "decay_low_rank_dim": d["Dw"], "a_low_rank_dim": d["Da"], "v_low_rank_dim": d["Dv"],
-            "gate_low_rank_dim": d["Dg"], "norm_eps": 1e-05, "tie_word_embeddings": False}
+_weights = _load_weights_module()
+make_weights, hf_name, fla_tensors, hf_config = (_weights.make_weights, _weights.hf_name, _weights.fla_tensors,
+                                                 _weights.hf_config)
 
 
 # ---- the official package ----------------------------------------------------------------------------

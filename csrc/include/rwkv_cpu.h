@@ -231,6 +231,13 @@ const char *rwkv_kernel_note(void);
 int rwkv_matmul(const char *kernel, uint32_t dtype, const void *W, uint64_t rows, uint64_t cols, const float *X,
                 uint64_t T, float *Y, int n_threads);
 
+/* ---- benchmarks ----------------------------------------------------------------------------------- */
+/* The machine's read bandwidth as this model's evaluations see it: a streaming read of a buffer of nbytes
+ * (make it larger than the caches) with the model's own thread pool and thread count, each thread reading a
+ * contiguous share. *bytes_per_second gets the median over reps timed passes (after one warm-up pass).
+ * Waits for, then holds, the model's pool like an evaluation. nbytes in [4096, 2^40], reps in [1, 1024]. */
+int rwkv_measure_read_bandwidth(rwkv_model *model, uint64_t nbytes, int reps, double *bytes_per_second);
+
 /* CFFI-END */
 
 #if defined(__GNUC__)

@@ -1,0 +1,84 @@
+/* bandwidth.c: the machine's read bandwidth as a model's evaluations see it (rwkv_measure_read_bandwidth).
+ *
+ * A decode step streams every weight once, so its speed limit is the read bandwidth of memory: the roofline
+ * time of a token is (bytes it reads) / (bandwidth). To compare like with like, the bandwidth is measured
+ * with the model's own thread pool and thread count, each task streaming one contiguous share of a buffer
+ * that the caller makes larger than the caches, with plain loads (portable C, vectorised by the compiler). */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "core/common.h"
+#include "core/model.h"
+
+/* Passes are timed this many times at most (the median is taken). */
+#define RC_BW_MAX_REPS 1024
+
+typedef struct {
+    const uint64_t *words; /* [n_words] */
+    uint64_t n_words;
+    uint64_t sink[64];     /* one result per task (kept so the reads cannot be optimised away) */
+} read_job;
+
+/* Task k of n reads words [n_words * k / n, n_words * (k + 1) / n) and folds them into one value. */
+static void read_share(void *ctx, int task, int n_tasks) {
+    read_job *j = (read_job *)ctx;
+    const uint64_t a = j->n_words / (uint64_t)n_tasks * (uint64_t)task;
+    const uint64_t b = task == n_tasks - 1 ? j->n_words : a + j->n_words / (uint64_t)n_tasks;
+    uint64_t s[8] = {0};
+    uint64_t i = a;
+    for (; i + 8 <= b; i += 8)
+        for (int k = 0; k < 8; k++) s[k] ^= j->words[i + k];
+    for (; i < b; i++) s[0] ^= j->words[i];
+    j->sink[task % 64] = s[0] ^ s[1] ^ s[2] ^ s[3] ^ s[4] ^ s[5] ^ s[6] ^ s[7];
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Median seconds of `reps` timed passes over the buffer (after one untimed warm-up pass). */
+static double median_pass_seconds(rc_pool *pool, read_job *job, int reps, double *times) {
+    const int n_tasks = rc_pool_threads(pool);
+    rc_pool_run(pool, read_share, job, n_tasks);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_seconds();
+        rc_pool_run(pool, read_share, job, n_tasks);
+        times[r] = now_seconds() - t0;
+    }
+    qsort(times, (size_t)reps, sizeof(double), cmp_double);
+    return reps % 2 ? times[reps / 2] : 0.5 * (times[reps / 2 - 1] + times[reps / 2]);
+}
+
+int rwkv_measure_read_bandwidth(rwkv_model *model, uint64_t nbytes, int reps, double *bytes_per_second) {
+    if (!model || !bytes_per_second) return rc_error(RWKV_ERR_ARG, "NULL argument");
+    if (nbytes < 4096 || nbytes > ((uint64_t)1 << 40))
+        return rc_error(RWKV_ERR_ARG, "buffer size %llu is outside [4096, 2^40] bytes", (unsigned long long)nbytes);
+    if (reps < 1 || reps > RC_BW_MAX_REPS)
+        return rc_error(RWKV_ERR_ARG, "reps %d is outside [1, %d]", reps, RC_BW_MAX_REPS);
+    if ((uint64_t)(size_t)nbytes != nbytes) return rc_error(RWKV_ERR_OOM, "buffer size does not fit in memory");
+    uint64_t *words = rc_alloc((size_t)nbytes);
+    double *times = rc_alloc((size_t)reps * sizeof(double));
+    if (!words || !times) {
+        rc_free(words);
+        rc_free(times);
+        return rc_error(RWKV_ERR_OOM, "cannot allocate a %llu-byte buffer to read", (unsigned long long)nbytes);
+    }
+    memset(words, 0x5a, (size_t)nbytes); /* touch every page: untouched pages would all read the zero page */
+    read_job job = {words, nbytes / 8, {0}};
+    pthread_mutex_lock(&model->lock);    /* the pool runs one job at a time */
+    double seconds = median_pass_seconds(model->pool, &job, reps, times);
+    pthread_mutex_unlock(&model->lock);
+    rc_free(words);
+    rc_free(times);
+    *bytes_per_second = seconds > 0 ? (double)(job.n_words * 8) / seconds : 0.0;
+    return RWKV_OK;
+}
