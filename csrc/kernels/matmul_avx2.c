@@ -16,9 +16,25 @@
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
-/* Software prefetch distance in the weight stream (rows are contiguous, so past a row's end is the next
- * row's start; a prefetch never faults). */
-#define RC_PREFETCH 2048
+/* Software prefetch of the weight stream into L2 (RC_PF_HINT), this many bytes ahead (rows are contiguous: past
+ * a row's end is the next row's start; a prefetch never faults); 0: none. See matmul_avx512.c for how the
+ * distances were measured; -DRC_PF_<TYPE>=bytes overrides them to re-measure on another CPU. */
+#ifndef RC_PF_F32
+#define RC_PF_F32 2048
+#endif
+#ifndef RC_PF_F16
+#define RC_PF_F16 8192
+#endif
+#ifndef RC_PF_Q8
+#define RC_PF_Q8 2048
+#endif
+#ifndef RC_PF_Q4
+#define RC_PF_Q4 8192
+#endif
+#ifndef RC_PF_HINT
+#define RC_PF_HINT _MM_HINT_T1
+#endif
+#define RC_PF(p, dist) do { if (dist) _mm_prefetch((const char *)(p) + (dist), RC_PF_HINT); } while (0)
 
 static inline float rc_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -32,8 +48,8 @@ static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = 0;
     for (; i + 32 <= n; i += 32) {
-        _mm_prefetch((const char *)(w + i) + RC_PREFETCH, _MM_HINT_T0);
-        _mm_prefetch((const char *)(w + i) + RC_PREFETCH + 64, _MM_HINT_T0);
+        RC_PF(w + i, RC_PF_F32);
+        RC_PF((const char *)(w + i) + 64, RC_PF_F32);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
@@ -50,7 +66,7 @@ static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
     uint64_t i = 0;
 #define RC_H(k) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + (k))))
     for (; i + 32 <= n; i += 32) {
-        _mm_prefetch((const char *)(w + i) + RC_PREFETCH, _MM_HINT_T0);
+        RC_PF(w + i, RC_PF_F16);
         a0 = _mm256_fmadd_ps(RC_H(0), _mm256_loadu_ps(x + i), a0);
         a1 = _mm256_fmadd_ps(RC_H(8), _mm256_loadu_ps(x + i + 8), a1);
         a2 = _mm256_fmadd_ps(RC_H(16), _mm256_loadu_ps(x + i + 16), a2);
@@ -112,7 +128,7 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
     for (uint64_t b = 0; b < nb; b += 8) {
         uint64_t n = nb - b < 8 ? nb - b : 8;
         rc_scales(dw, dx, b, n, sc);
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(wq + b * RC_QK) + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; l++) RC_PF((const char *)(wq + b * RC_QK) + 64 * l, RC_PF_Q8);
         uint64_t k = 0;
         for (; k + 4 <= n; k += 4) {
             RC_ACC16(a0, b + k, &sc[k]);
@@ -175,7 +191,7 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     uint64_t b = 0;
     for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) { /* whole groups: 512 weights, 256 bytes of codes */
         const uint8_t *p = r->codes + 16 * b;
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
         for (uint64_t h = 0; h < 2; h++) {
             const __m256i dot = rc_q4_half_dot(p, xq + 32 * b, RC_Q4_GROUP, h, 1, all);
             const __m256 dw = rc_q4_scales8(r, b + 8 * h);

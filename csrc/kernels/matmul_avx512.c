@@ -41,9 +41,29 @@ static inline float rc_hsum512(__m512 v) {
 }
 
 /* ---- f32 / f16 -------------------------------------------------------------------------------------- */
-#ifndef RC_PREFETCH
-#define RC_PREFETCH 1024 /* bytes ahead in the weight stream (rows are contiguous: past a row is the next) */
+/* Software prefetch of the weight stream into L2 (prefetcht1), this many bytes ahead (rows are contiguous: past
+ * a row is the next; a prefetch never faults); 0: none. The distances are measured, not derived: on the
+ * Sapphire Rapids VM of docs/PERFORMANCE.md (bench_kernels, 14336x4096 from DRAM, medians of 4-5 runs x 21-31,
+ * idle machine) prefetcht0 at 1 KB left the f16, q8 and q4 products at 1.09-1.24x the time of a plain read of
+ * the same bytes; prefetcht1 at these distances brings them to 0.93-1.07x (f32 0.93-0.97x). Both families
+ * (AVX2 measured on the same CPU) gain alike. -DRC_PF_<TYPE>=bytes (and -DRC_PF_HINT) override them, to
+ * re-measure on another CPU. */
+#ifndef RC_PF_F32
+#define RC_PF_F32 2048
 #endif
+#ifndef RC_PF_F16
+#define RC_PF_F16 8192
+#endif
+#ifndef RC_PF_Q8
+#define RC_PF_Q8 2048
+#endif
+#ifndef RC_PF_Q4
+#define RC_PF_Q4 8192
+#endif
+#ifndef RC_PF_HINT
+#define RC_PF_HINT _MM_HINT_T1
+#endif
+#define RC_PF(p, dist) do { if (dist) _mm_prefetch((const char *)(p) + (dist), RC_PF_HINT); } while (0)
 
 /* Four accumulators: the FMA latency (4 cycles) times two FMA ports wants at least 8 in flight for the cache
  * speed, 4 keep the loop well ahead of memory. */
@@ -51,7 +71,7 @@ static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     uint64_t i = 0;
     for (; i + 64 <= n; i += 64) {
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)(w + i) + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; l++) RC_PF((const char *)(w + i) + 64 * l, RC_PF_F32);
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
         a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
@@ -70,7 +90,7 @@ static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
     uint64_t i = 0;
 #define RC_H(k) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w + i + (k))))
     for (; i + 64 <= n; i += 64) {
-        for (int l = 0; l < 2; l++) _mm_prefetch((const char *)(w + i) + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 2; l++) RC_PF((const char *)(w + i) + 64 * l, RC_PF_F16);
         a0 = _mm512_fmadd_ps(RC_H(0), _mm512_loadu_ps(x + i), a0);
         a1 = _mm512_fmadd_ps(RC_H(16), _mm512_loadu_ps(x + i + 16), a1);
         a2 = _mm512_fmadd_ps(RC_H(32), _mm512_loadu_ps(x + i + 32), a2);
@@ -116,7 +136,7 @@ static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
         _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wq + (blk) * RC_QK))), \
         _mm512_loadu_si512((const void *)(xq + (blk) * RC_QK)))
     for (; b + 16 <= nb; b += 16) {
-        for (int l = 0; l < 8; l++) _mm_prefetch((const char *)(wq + b * RC_QK) + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 8; l++) RC_PF((const char *)(wq + b * RC_QK) + 64 * l, RC_PF_Q8);
         rc_scales16(dw, dx, b, sc);
         for (uint64_t k = 0; k < 16; k += 2) {
             a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(RC_DOT(b + k)), _mm512_set1_ps(sc[k]), a0);
@@ -197,7 +217,7 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     uint64_t b = 0;
     for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) { /* whole groups: 512 weights, 256 bytes of codes */
         const uint8_t *p = r->codes + 16 * b;
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
         const __m512i dot = rc_q4_group_dot(p, xq + 32 * b, RC_Q4_GROUP, 1, ~(__mmask64)0);
         const __m512 dw = rc_q4_scales16(r, b);
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_loadu_ps(dx + b)), acc);
@@ -238,7 +258,7 @@ static inline __attribute__((always_inline)) void rc_row_q4_multi(const rc_q4_ro
         const __mmask64 live = whole ? ~(__mmask64)0 : (((__mmask64)1 << (4 * n)) - 1);
         const __mmask16 lanes = whole ? 0xffff : (__mmask16)((1u << n) - 1);
         const uint8_t *p = r->codes + 16 * b;
-        for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + RC_PREFETCH + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
         __m512i lo[4], hi[4];
         for (uint64_t m = 0; m < 4; m++) {
             const __m512i q = rc_q4_load(p + 4 * n * m, whole, live);
