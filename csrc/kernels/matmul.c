@@ -316,6 +316,23 @@ static int rc_rows_plan_make(rc_rows_plan *p, int n, int n_threads) {
     return k;
 }
 
+int rc_row_split_check(uint64_t rows, uint64_t row_bytes, int n_threads, int *covers) {
+    rc_rows_plan plan;
+    memset(&plan.jobs[0], 0, sizeof plan.jobs[0]);
+    plan.jobs[0].out = rows;
+    plan.jobs[0].task_bytes = row_bytes;
+    const int n = rc_rows_plan_make(&plan, 1, n_threads);
+    uint64_t next = 0;
+    int ok = n >= 1 && n <= RC_MAX_ROW_TASKS;
+    for (int k = 0; ok && k < n; k++) {
+        const rc_rows_task *t = &plan.tasks[k];
+        ok = t->job == 0 && t->r0 == next && t->r1 > t->r0 && (t->r1 == rows || (t->r1 - t->r0) % RC_ROW_GROUP == 0);
+        next = t->r1;
+    }
+    *covers = ok && next == rows;
+    return n;
+}
+
 /* Run jobs [0, n) of p: on the calling thread when the pool has one thread or the work is small. */
 static void rc_rows_run(rc_pool *pool, rc_rows_plan *p, int n) {
     uint64_t total = 0;

@@ -77,6 +77,10 @@ typedef struct {
     float *Y;       /* [T, rows(W)] */
 } rc_matmul_op;
 void rc_matmul_many(rc_pool *pool, const rc_matmul_op *ops, int n, uint64_t T);
+/* For tests: the rows path's task table for one product of `rows` rows costing `row_bytes` each, on n_threads;
+ * returns the number of tasks and sets *covers if they cover [0, rows) in order, in whole 16-row groups but
+ * the last, within the table's bound. */
+int rc_row_split_check(uint64_t rows, uint64_t row_bytes, int n_threads, int *covers);
 void rc_tensor_row(const rc_tensor *W, uint64_t row, float *out);
 /* The pool scratch (rc_pool_scratch) that products of T vectors of at most `widest` inputs need. */
 uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads);

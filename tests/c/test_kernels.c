@@ -224,17 +224,18 @@ static void test_family(const rc_kernel_set *ks) {
 
 /* rc_matmul_many: several products in one pool job give, bit for bit, what rc_matmul gives for each alone,
  * and write nothing outside their outputs: mixed dtypes, products too small to split and large ones, one
- * vector, a small batch (rows path) and a long one (the GEMM path, run product by product), 1 and 2 threads. */
+ * vector (1 and 2 threads), a small batch (rows path) and a long one (the GEMM path, run product by product). */
 static void test_matmul_many(void) {
     static const uint32_t dt[] = {RWKV_DTYPE_Q4, RWKV_DTYPE_F32, RWKV_DTYPE_Q8_0, RWKV_DTYPE_F16, RWKV_DTYPE_Q4};
-    static const uint64_t rows[] = {1100, 7, 333, 2050, 48};
+    static const uint64_t rows[] = {300, 7, 133, 610, 48};
     static const uint64_t cols[] = {64 * RC_QK, 300, 40 * RC_QK, 700, 2 * RC_QK};
-    static const uint64_t Ts[] = {1, 3, 8, 30};
+    static const uint64_t Ts[] = {1, 1, 5, 30}; /* and threads: 1, 2, 2, 2 */
     enum { N = 5, PAD = 16 };
-    for (int threads = 1; threads <= 2; threads++) {
-        rc_pool *pool = rc_pool_new(threads);
+    {
         for (int ti = 0; ti < 4; ti++) {
             const uint64_t T = Ts[ti];
+            const int threads = ti == 0 ? 1 : 2;
+            rc_pool *pool = rc_pool_new(threads);
             rc_tensor t[N];
             rc_matmul_op ops[N];
             float *wf[N], *x[N], *y0[N], *y1[N];
@@ -257,28 +258,44 @@ static void test_matmul_many(void) {
                 int ok = memcmp(y0[i], y1[i], (T * rows[i] + PAD) * sizeof(float)) == 0;
                 for (uint64_t k = T * rows[i]; k < T * rows[i] + PAD; k++) ok &= y1[i][k] == 12345.0f;
                 check(ok, threads == 1 ? "matmul_many 1 thread" : "matmul_many 2 threads",
-                      T == 1 ? "T=1" : T == 3 ? "T=3" : T == 8 ? "T=8" : "T=30", dt[i], rows[i], cols[i]);
+                      T == 1 ? "T=1" : T == 5 ? "T=5" : "T=30", dt[i], rows[i], cols[i]);
                 free(wf[i]); free(w[i]); free(x[i]); free(y0[i]); free(y1[i]);
             }
+            rc_pool_free(pool);
         }
-        rc_pool_free(pool);
     }
 }
 
-/* The row split's task table is bounded (RC_MAX_ROW_TASKS in matmul.c): with many threads a 36 MB product
- * asks for more tasks than it holds, and the last entries take whole remainders. Same rows as one thread. */
-static void test_row_split_many_threads(void) {
-    const uint64_t rows = 9000, cols = 1000; /* 563 tasks of 16 rows wanted */
-    float *wf = malloc(rows * cols * sizeof(float)), *x = malloc(cols * sizeof(float));
-    float *y0 = malloc(rows * sizeof(float)), *y1 = malloc(rows * sizeof(float));
-    void *w = make_w(RWKV_DTYPE_F32, rows, cols, wf);
-    for (uint64_t i = 0; i < cols; i++) x[i] = gauss();
-    rc_tensor t = {"W", RWKV_DTYPE_F32, 2, {rows, cols, 0, 0}, rows * cols, rows * cols * 4, w, 0, NULL, NULL};
-    rc_pool *pool = rc_pool_new(256);
+/* The rows path's task table (matmul.c): tasks cover every row once, in order, in whole 16-row groups; they
+ * shrink along the job; the table is bounded (512), so with many threads a large product asks for more tasks
+ * than it holds and the last entry takes the whole remainder. Then a real product on a pool of 8 threads. */
+static void test_row_split(void) {
+    static const uint64_t rows[] = {1, 15, 16, 17, 4096, 14336, 65536, 9000};
+    static const uint64_t rbytes[] = {4000, 100, 2304, 2304, 2176, 2176, 2176, 4000};
+    static const int threads[] = {2, 3, 64, 1024};
+    for (int r = 0; r < 8; r++)
+        for (int t = 0; t < 4; t++) {
+            int covers = 0;
+            int n = rc_row_split_check(rows[r], rbytes[r], threads[t], &covers);
+            check(covers && n <= 512, "row split", "covers", RWKV_DTYPE_F32, rows[r], rbytes[r]);
+        }
+    int covers = 0; /* 36 MB on 256 threads: 563 tasks of 16 rows wanted, 512 held */
+    check(rc_row_split_check(9000, 4000, 256, &covers) == 512 && covers, "row split", "bounded", RWKV_DTYPE_F32,
+          9000, 4000);
+    check(rc_row_split_check(4096, 2176, 2, &covers) > 8 && covers, "row split", "guided (more than 4 per thread)",
+          RWKV_DTYPE_Q4, 4096, 2176);
+
+    const uint64_t R = 700, K = 1000; /* 2.8 MB: split over the pool */
+    float *wf = malloc(R * K * sizeof(float)), *x = malloc(K * sizeof(float));
+    float *y0 = malloc(R * sizeof(float)), *y1 = malloc(R * sizeof(float));
+    void *w = make_w(RWKV_DTYPE_F32, R, K, wf);
+    for (uint64_t i = 0; i < K; i++) x[i] = gauss();
+    rc_tensor t = {"W", RWKV_DTYPE_F32, 2, {R, K, 0, 0}, R * K, R * K * 4, w, 0, NULL, NULL};
+    rc_pool *pool = rc_pool_new(8);
     rc_matmul(NULL, &t, x, 1, y0);
     rc_matmul(pool, &t, x, 1, y1);
-    check(pool && rc_pool_threads(pool) == 256 && memcmp(y0, y1, rows * sizeof(float)) == 0, rc_kernels()->name,
-          "256 threads", RWKV_DTYPE_F32, rows, cols);
+    check(pool && rc_pool_threads(pool) == 8 && memcmp(y0, y1, R * sizeof(float)) == 0, rc_kernels()->name,
+          "8 threads", RWKV_DTYPE_F32, R, K);
     rc_pool_free(pool);
     free(wf); free(x); free(y0); free(y1); free(w);
 }
@@ -297,7 +314,7 @@ int main(void) {
     }
     printf("testing rc_matmul_many (%s)\n", rc_kernels()->name);
     test_matmul_many();
-    test_row_split_many_threads();
+    test_row_split();
     printf("testing the scalar GEMM reference's own path split\n");
     for (int d = 0; d < 4; d++) {
         static const uint32_t dt[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
