@@ -16,25 +16,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
-/* Software prefetch of the weight stream into L2 (RC_PF_HINT), this many bytes ahead (rows are contiguous: past
- * a row's end is the next row's start; a prefetch never faults); 0: none. See matmul_avx512.c for how the
- * distances were measured; -DRC_PF_<TYPE>=bytes overrides them to re-measure on another CPU. */
-#ifndef RC_PF_F32
-#define RC_PF_F32 2048
-#endif
-#ifndef RC_PF_F16
-#define RC_PF_F16 8192
-#endif
-#ifndef RC_PF_Q8
-#define RC_PF_Q8 2048
-#endif
-#ifndef RC_PF_Q4
-#define RC_PF_Q4 8192
-#endif
-#ifndef RC_PF_HINT
-#define RC_PF_HINT _MM_HINT_T1
-#endif
-#define RC_PF(p, dist) do { if (dist) _mm_prefetch((const char *)(p) + (dist), RC_PF_HINT); } while (0)
+#include "kernels/prefetch_x86.h" /* RC_PF, the measured distances */
 
 static inline float rc_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -41,29 +41,7 @@ static inline float rc_hsum512(__m512 v) {
 }
 
 /* ---- f32 / f16 -------------------------------------------------------------------------------------- */
-/* Software prefetch of the weight stream into L2 (prefetcht1), this many bytes ahead (rows are contiguous: past
- * a row is the next; a prefetch never faults); 0: none. The distances are measured, not derived: on the
- * Sapphire Rapids VM of docs/PERFORMANCE.md (bench_kernels, 14336x4096 from DRAM, medians of 4-5 runs x 21-31,
- * idle machine) prefetcht0 at 1 KB left the f16, q8 and q4 products at 1.09-1.24x the time of a plain read of
- * the same bytes; prefetcht1 at these distances brings them to 0.93-1.07x (f32 0.93-0.97x). Both families
- * (AVX2 measured on the same CPU) gain alike. -DRC_PF_<TYPE>=bytes (and -DRC_PF_HINT) override them, to
- * re-measure on another CPU. */
-#ifndef RC_PF_F32
-#define RC_PF_F32 2048
-#endif
-#ifndef RC_PF_F16
-#define RC_PF_F16 8192
-#endif
-#ifndef RC_PF_Q8
-#define RC_PF_Q8 2048
-#endif
-#ifndef RC_PF_Q4
-#define RC_PF_Q4 8192
-#endif
-#ifndef RC_PF_HINT
-#define RC_PF_HINT _MM_HINT_T1
-#endif
-#define RC_PF(p, dist) do { if (dist) _mm_prefetch((const char *)(p) + (dist), RC_PF_HINT); } while (0)
+#include "kernels/prefetch_x86.h" /* RC_PF, the measured distances */
 
 /* Four accumulators: the FMA latency (4 cycles) times two FMA ports wants at least 8 in flight for the cache
  * speed, 4 keep the loop well ahead of memory. */
