@@ -220,52 +220,83 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
             Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
 }
 
-/* One row against nt <= 8 prepared vectors (vector t at qx + t * xs), for small batches: each 16-block group
- * of codes is looked up once and kept in registers for all the vectors, so a row costs one read and one
- * unpacking, then 8 vpdpbusd per vector and group. The same sums as rc_row_q4, in the same order. */
-static inline __attribute__((always_inline)) void rc_row_q4_multi(const rc_q4_row *r, uint64_t nb, const uint8_t *qx,
-                                                                  uint64_t xs, const int nt, float *y, uint64_t ldy) {
-    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
-    __m512 acc[8], corr[8];
-#pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) acc[t] = corr[t] = _mm512_setzero_ps();
-    for (uint64_t b = 0; b < nb; b += RC_Q4_GROUP) {
-        const uint64_t n = nb - b < RC_Q4_GROUP ? nb - b : RC_Q4_GROUP; /* blocks in this group */
-        const int whole = n == RC_Q4_GROUP;
-        const __mmask64 live = whole ? ~(__mmask64)0 : (((__mmask64)1 << (4 * n)) - 1);
-        const __mmask16 lanes = whole ? 0xffff : (__mmask16)((1u << n) - 1);
-        const uint8_t *p = r->codes + 16 * b;
-        for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
-        __m512i lo[4], hi[4];
-        for (uint64_t m = 0; m < 4; m++) {
-            const __m512i q = rc_q4_load(p + 4 * n * m, whole, live);
-            lo[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
-            hi[m] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
-        }
-        const __m512 dw = whole ? rc_q4_scales16(r, b) : rc_q4_scales_short(r, b, n, lanes);
-#pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *v = qx + t * xs;
-            const int8_t *x = rc_qx_q(v, nb) + 32 * b;
-            __m512i dl = _mm512_setzero_si512(), dh = dl;
-            for (uint64_t m = 0; m < 4; m++) {
-                dl = _mm512_dpbusd_epi32(dl, lo[m], rc_q4_load(x + 8 * n * m, whole, live));
-                dh = _mm512_dpbusd_epi32(dh, hi[m], rc_q4_load(x + 8 * n * m + 4 * n, whole, live));
-            }
-            const __m512i dot = _mm512_add_epi32(dl, dh);
-            acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(lanes, rc_qx_d(v) + b)), acc[t]);
-            corr[t] = _mm512_fmadd_ps(dw, _mm512_maskz_loadu_ps(lanes, rc_qx_s(v, nb) + b), corr[t]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) y[t * ldy] = rc_hsum512(_mm512_fnmadd_ps(_mm512_set1_ps(64.0f), corr[t], acc[t]));
+/* The codebook values + 64 of one 64-byte chunk of codes: c[0] faces the chunk's 64 activations of low nibbles,
+ * c[1] those of high nibbles (quant.h, "groups"). */
+static inline void rc_q4_unpack(__m512i q, __m512i table, __m512i m4, __m512i c[2]) {
+    c[0] = _mm512_shuffle_epi8(table, _mm512_and_si512(q, m4));
+    c[1] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4));
 }
 
-static void rc_row_q4_multi_n(const rc_q4_row *r, uint64_t nb, const uint8_t *qx, uint64_t xs, uint64_t nt, float *y,
-                              uint64_t ldy) {
-    switch (nt) {
-#define RC_CASE(n) case n: rc_row_q4_multi(r, nb, qx, xs, n, y, ldy); break;
+/* R (1 or 2) rows against nt <= 8 prepared vectors (vector t at qx + t * xs): small batches. Each 16-block group
+ * of a row's codes is read and looked up once; its 8 registers c[r][i] (the values + 64 of the weights facing
+ * the i-th 64 bytes of the group's activations) then serve every vector, and with R = 2 each 64-byte load of
+ * activations serves both rows: a load per two vpdpbusd, not one (measured: the loads, ~1.3 per cycle, bound
+ * the one-row form). Per row, vector and group: 8 vpdpbusd on one int32 register that starts at the prepared
+ * -64 * sum xq of each block (quant.h, z), so it ends as the exact block sums of v x; then one conversion and
+ * one FMA by d_w d_x. Activations are addressed from one base pointer per array, t * xs apart (t constant once
+ * unrolled), so the loop needs few general registers; acc[1] lives partly in memory (the 32 vector registers
+ * hold c and acc[0]). Measured (one core, 8 vectors, cycles per row and group): 4096 inputs 91 (one row: 99),
+ * 14336 inputs 97 (one row: 129, its activations no longer fit the L1 cache). */
+/* One group (blocks [b, b + n), n = 16 when whole) of R rows against nt vectors, added to acc[r][t]. */
+static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_row *rw, const int R, uint64_t nb,
+                                                                    uint64_t b, const int whole, uint64_t n,
+                                                                    const uint8_t *xq, const uint8_t *xd,
+                                                                    const uint8_t *xz, uint64_t xs, const int nt,
+                                                                    __m512 acc[2][8]) {
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __mmask64 live = whole ? ~(__mmask64)0 : (((__mmask64)1 << (4 * n)) - 1); /* bytes of a chunk */
+    const __mmask16 lanes = whole ? 0xffff : (__mmask16)((1u << n) - 1);            /* blocks */
+    __m512i c[2][8];
+    __m512 dw[2];
+    for (int r = 0; r < R; r++) {
+        const uint8_t *p = rw[r].codes + 16 * b;
+        if (whole)
+            for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
+        for (int m = 0; m < 4; m++) rc_q4_unpack(rc_q4_load(p + 4 * n * m, whole, live), table, m4, c[r] + 2 * m);
+        dw[r] = whole ? rc_q4_scales16(&rw[r], b) : rc_q4_scales_short(&rw[r], b, n, lanes);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *x = xq + t * xs + 32 * b;
+        const __m512i z = whole ? _mm512_loadu_si512(xz + t * xs + 4 * b)
+                                : _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, (const float *)(xz + t * xs + 4 * b)));
+        __m512i dot[2] = {z, z};
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            const __m512i xv = rc_q4_load(x + 4 * n * i, whole, live);
+            for (int r = 0; r < R; r++) dot[r] = _mm512_dpbusd_epi32(dot[r], c[r][i], xv);
+        }
+        const __m512 dx = whole ? _mm512_loadu_ps((const float *)(xd + t * xs + 4 * b))
+                                : _mm512_maskz_loadu_ps(lanes, (const float *)(xd + t * xs + 4 * b));
+        for (int r = 0; r < R; r++)
+            acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), _mm512_mul_ps(dw[r], dx), acc[r][t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void rc_rows_q4_batch(const rc_q4_row *rw, const int R, uint64_t nb,
+                                                                   const uint8_t *qx, uint64_t xs, const int nt,
+                                                                   float *y, uint64_t ldy) {
+    const uint8_t *xq = (const uint8_t *)rc_qx_q(qx, nb); /* vector 0's int8 activations */
+    const uint8_t *xd = (const uint8_t *)rc_qx_d(qx);     /* its block scales d_x (float) */
+    const uint8_t *xz = (const uint8_t *)rc_qx_z(qx, nb); /* its -64 sum xq (int32) */
+    __m512 acc[2][8];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    uint64_t b = 0;
+    for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) rc_q4_batch_group(rw, R, nb, b, 1, RC_Q4_GROUP, xq, xd, xz, xs, nt, acc);
+    if (b < nb) rc_q4_batch_group(rw, R, nb, b, 0, nb - b, xq, xd, xz, xs, nt, acc); /* the short last group */
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < R; r++) y[t * ldy + r] = rc_hsum512(acc[r][t]);
+}
+
+static void rc_rows_q4_batch_n(const rc_q4_row *rw, int R, uint64_t nb, const uint8_t *qx, uint64_t xs, uint64_t nt,
+                               float *y, uint64_t ldy) {
+    switch (nt * 2 + (uint64_t)(R - 1)) {
+#define RC_CASE(n)                                                                                                     \
+    case 2 * n: rc_rows_q4_batch(rw, 1, nb, qx, xs, n, y, ldy); break;                                               \
+    case 2 * n + 1: rc_rows_q4_batch(rw, 2, nb, qx, xs, n, y, ldy); break;
         RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
 #undef RC_CASE
     default: break;
@@ -275,14 +306,18 @@ static void rc_row_q4_multi_n(const rc_q4_row *r, uint64_t nb, const uint8_t *qx
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
     const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    for (uint64_t o = r0; o < r1; o++) {
-        const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
-        if (T > 1) {
-            for (uint64_t t0 = 0; t0 < T; t0 += 8)
-                rc_row_q4_multi_n(&r, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
-            continue;
+    if (T == 1) {
+        for (uint64_t o = r0; o < r1; o++) {
+            const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
+            Y[o] = rc_row_q4(&r, nb, X);
         }
-        for (uint64_t t = 0; t < T; t++) Y[t * out + o] = rc_row_q4(&r, nb, (const uint8_t *)X + t * xs);
+        return;
+    }
+    for (uint64_t o = r0; o < r1; o += 2) { /* rows in pairs (the last alone), vectors 8 at a time */
+        const int R = r1 - o >= 2 ? 2 : 1;
+        const rc_q4_row rw[2] = {rc_q4_row_at(W, out, nb, o), rc_q4_row_at(W, out, nb, R == 2 ? o + 1 : o)};
+        for (uint64_t t0 = 0; t0 < T; t0 += 8)
+            rc_rows_q4_batch_n(rw, R, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
     }
 }
 
@@ -695,7 +730,7 @@ const rc_kernel_set rc_kernels_avx512 = {
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
     .gx_prepare = rc_gx_prepare_avx512,
-    /* q4: rc_rows_q4 keeps each row's codes in registers for up to 8 vectors; measured (14336x4096, one
-     * core) 4.4 ms against 8.5 for the GEMM at 8 vectors, 10.3 / 10.7 at 16, 15.3 / 13.7 at 24 */
+    /* q4: rc_rows_q4 keeps two rows' codes in registers for up to 8 vectors; measured (14336x4096, one
+     * core, in L3) 3.3 ms against 7.3 for the GEMM at 8 vectors, 8.3 / 9.5 at 16, 12.5 / 11.7 at 24 */
     .gemm_min_t = {[RWKV_DTYPE_Q4] = 24},
 };

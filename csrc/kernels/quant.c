@@ -268,7 +268,7 @@ void rc_dequantize_row_q4(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64
 
 /* ---- activation vectors ------------------------------------------------------------------------- */
 uint64_t rc_qx_stride(uint32_t dtype, uint64_t in) {
-    uint64_t bytes = dtype == RWKV_DTYPE_Q8_0 ? in / RC_QK * 4 + 2 * in : in / RC_QK * 8 + in;
+    uint64_t bytes = dtype == RWKV_DTYPE_Q8_0 ? in / RC_QK * 4 + 2 * in : in / RC_QK * 12 + in;
     return (bytes + RC_ALIGN - 1) / RC_ALIGN * RC_ALIGN;
 }
 
@@ -354,11 +354,12 @@ static float rc_q8_block(const float *xb, int8_t q[RC_QK], int *sum) {
     return db;
 }
 
-/* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8 in the group order) */
+/* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8 in the group order, z[nb] int32) */
 static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
     const uint64_t nb = in / RC_QK;
     float *d = (float *)out, *s = d + nb;
     int8_t *q = (int8_t *)(s + nb);
+    int32_t *z = (int32_t *)(q + in);
     uint32_t next = 0;
     float buf[RC_QK];
     for (uint64_t b = 0; b < nb; b++) {
@@ -366,6 +367,7 @@ static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, v
         int sum;
         d[b] = rc_q8_block(rc_scaled_block(x, b, cs, &next, buf), qb, &sum);
         s[b] = d[b] * (float)sum;
+        z[b] = -64 * sum;
         /* the 8 runs of 4 weights of the block to their places in the group order (rc_qx_q4_index) */
         for (uint64_t c = 0; c < RC_QK / 4; c++) memcpy(q + rc_qx_q4_index(nb, b, 4 * c), qb + 4 * c, 4);
     }

@@ -124,6 +124,8 @@ void rc_dequantize_row_q4(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64
  *                    its low nibbles, then the 4 n that meet its high nibbles. So x of weight j of block k
  *                    of a group of n blocks starting at block g is at 32 g + 8 n (j / 8) + 4 n ((j / 4) % 2)
  *                    + 4 k + j % 4 (rc_qx_q4_index).
+ *     z[nb]  int32   -64 * (sum of the block's xq): the same correction in integers, for a kernel that starts
+ *                    its block sums there (so they come out as the exact sum v x; rc_row_q4_batch)
  * and for q8 weights:
  *     d[nb]  float   dx per block
  *     q[in]  int16   xq, input order
@@ -132,6 +134,9 @@ uint64_t rc_qx_stride(uint32_t dtype, uint64_t in);
 static inline const float *rc_qx_d(const void *qx) { return (const float *)qx; }
 static inline const float *rc_qx_s(const void *qx, uint64_t nb) { return (const float *)qx + nb; }
 static inline const int8_t *rc_qx_q(const void *qx, uint64_t nb) { return (const int8_t *)((const float *)qx + 2 * nb); }
+static inline const int32_t *rc_qx_z(const void *qx, uint64_t nb) {
+    return (const int32_t *)((const int8_t *)qx + 8 * nb + RC_QK * nb);
+}
 static inline const int16_t *rc_qx_q16(const void *qx, uint64_t nb) { return (const int16_t *)((const float *)qx + nb); }
 /* Index in q (q4's prepared vector) of the activation of weight j of block b, nb blocks per row. */
 static inline uint64_t rc_qx_q4_index(uint64_t nb, uint64_t b, uint64_t j) {

@@ -213,6 +213,15 @@ static void test_family(const rc_kernel_set *ks) {
         compare(ks, dtype, 5, quant ? 128 * RC_QK : 4096, 1, 0);
         /* several vectors through the rows functions (small batches): whole 16-block groups, up to and past 8 */
         for (uint64_t T = 2; T <= 11; T += 3) compare(ks, dtype, 19, quant ? 32 * RC_QK : 512, T, 0);
+        /* every batch size up to two passes of 8, odd and even row counts (q4 on AVX-512 takes rows in pairs,
+         * the last alone), a short last group; then rows split over two threads at task boundaries */
+        for (uint64_t T = 2; T <= 17; T++) compare(ks, dtype, 4 + T % 3, quant ? (16 + T) * RC_QK : 100 + T, T, 0);
+        rc_pool *pool2 = rc_pool_new(2);
+        if (pool2) {
+            rc_pool_scratch(pool2, 8 * rc_qx_stride(RWKV_DTYPE_Q8_0, 70 * RC_QK));
+            compare_on(ks, dtype, 301, quant ? 70 * RC_QK : 999, 8, 0, RC_PATH_ROWS, pool2);
+            rc_pool_free(pool2);
+        }
         test_gemm(ks, dtype);
         if (quant)
             for (uint64_t nb = 2; nb <= 40; nb += 7) {
