@@ -5,7 +5,8 @@
  *   build/bench/bench_kernels [reps]           (RWKV_CPU_KERNEL=scalar|avx2|... picks the family,
  *                                               RWKV_BENCH_DTYPE=f32|f16|q8|q4 one dtype only,
  *                                               RWKV_BENCH_CACHE=1 the in-cache shape only,
- *                                               RWKV_BENCH_SHAPE=0..4 one shape only)
+ *                                               RWKV_BENCH_SHAPE=0..7 one shape only,
+ *                                               RWKV_BENCH_NO_SHORT=1 not shapes 5-7)
  *
  * For each shape (rows x in: 4096x4096, 14336x4096, 4096x14336, 65536x4096), dtype (f32, f16, q8, q4) and
  * thread count (1, 2): the median over reps of one T=1 product through rc_matmul on a persistent pool,
@@ -15,7 +16,9 @@
  * Memory, not cache: each product and each read uses the next of enough copies of the matrix to fill
  * RWKV_BENCH_MB (default 1536) MB, more than the last-level cache (this VM reports 480 MB of L3), so every
  * byte comes from DRAM, as in a 7B model's decode. The last shape, 256x4096 (0.6-4 MB, one copy, in the
- * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth; and last,
+ * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth. Shapes 5-7,
+ * 2048x32, 2048x64, 2048x128 (0.13-1 MB, from memory through up to 4096 copies), are RWKV-7's LoRA second
+ * products: rows of 64-512 bytes, where the per-row reduction, not the bytes, can set the time. And last,
  * the rows function alone on 64x4096 (no activation step, no pool), fastest of 10 x reps.
  * Weights are random bytes in the dtype's layout (finite scales): speed does not depend on the values. */
 #define _GNU_SOURCE
@@ -108,8 +111,8 @@ static void fill(uint8_t *w, uint32_t dtype, uint64_t rows, uint64_t in, uint64_
 
 /* The rows function alone (no activation step, no pool): 64 rows x 4096 in cache, fastest of reps, in
  * G weights/s: the kernel's own compute ceiling. */
-static void rows_alone(uint32_t dtype, int reps) {
-    const uint64_t rows = 64, in = 4096, bytes = rc_row_bytes(dtype, in) * rows;
+static void rows_alone(uint32_t dtype, int reps, uint64_t rows, uint64_t in) {
+    const uint64_t bytes = rc_row_bytes(dtype, in) * rows;
     uint8_t *w = rc_alloc(bytes);
     float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
     void *qx = rc_alloc(rc_qx_stride(RWKV_DTYPE_Q8_0, in));
@@ -139,31 +142,36 @@ int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1) reps = 1;
     if (reps > 4096) reps = 4096;
-    static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {256, 4096}};
+    static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {256, 4096},
+                                         {2048, 32},   {2048, 64},    {2048, 128}};
+    enum { N_SHAPES = 8, MAX_COPIES = 4096 };
     const char *mb_env = getenv("RWKV_BENCH_MB");
     const uint64_t pool_bytes = (uint64_t)(mb_env ? atof(mb_env) : 1536.0) * 1000000;
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     printf("kernel family: %s, cpu: %s, median of %d\n", rwkv_kernel_name(), rwkv_cpu_features(), reps);
     printf("%-12s %-5s %3s %10s %6s %9s %9s %9s %8s %7s %9s\n", "rows x in", "dtype", "thr", "MB", "copies", "ms", "GB/s",
            "read GB/s", "Gw/s", "ratio", "best Gw/s");
-    for (int s = 0; s < 5; s++) {
+    for (int s = 0; s < N_SHAPES; s++) {
         const uint64_t rows = shapes[s][0], in = shapes[s][1];
         const int in_cache = s == 4;
         const char *cache_only = getenv("RWKV_BENCH_CACHE"); /* "1": the in-cache shape only */
         if (cache_only && *cache_only == '1' && !in_cache) continue;
         const char *shape_only = getenv("RWKV_BENCH_SHAPE"); /* "0".."4": that shape only */
         if (shape_only && *shape_only && atoi(shape_only) != s) continue;
+        const char *no_short = getenv("RWKV_BENCH_NO_SHORT"); /* "1": not the short-row shapes */
+        if (no_short && *no_short == '1' && s >= 5) continue;
         float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
         for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
         for (int d = 0; d < 4; d++) {
             const uint32_t dtype = dtypes[d];
             const char *only = getenv("RWKV_BENCH_DTYPE"); /* e.g. "q4": that dtype only */
             if (only && *only && strcmp(only, rwkv_dtype_name(dtype)) != 0) continue;
+            if (s >= 5 && dtype >= RWKV_DTYPE_Q8_0) continue; /* the short-row shapes: f32 and f16 only */
             const uint64_t bytes = rc_row_bytes(dtype, in) * rows;
             int n_copies = in_cache ? 1 : (int)((pool_bytes + bytes - 1) / bytes);
-            if (n_copies > 64) n_copies = 64;
-            rc_tensor t[64];
-            read_job rj[64];
+            if (n_copies > MAX_COPIES) n_copies = MAX_COPIES;
+            static rc_tensor t[MAX_COPIES];
+            static read_job rj[MAX_COPIES];
             for (int k = 0; k < n_copies; k++) {
                 uint8_t *w = rc_alloc(bytes);
                 if (!w) { printf("out of memory\n"); return 1; }
@@ -194,6 +202,8 @@ int main(int argc, char **argv) {
     static const uint32_t all[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     const char *only = getenv("RWKV_BENCH_DTYPE");
     for (int d = 0; d < 4; d++)
-        if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10);
+        if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10, 64, 4096);
+    for (int d = 0; d < 2; d++) /* f32, f16 on a LoRA second product's shape (in L2) */
+        if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10, 256, 64);
     return 0;
 }

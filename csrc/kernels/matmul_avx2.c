@@ -61,8 +61,79 @@ static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
     return s;
 }
 
+/* ---- short rows (in <= RC_SHORT_IN): 8 rows per reduction (matmul_avx512.c has the 16-row version and
+ * the reasons). Each row's sum is added up in the same order wherever it sits in the group. */
+#define RC_SHORT_IN 256
+
+/* acc[8] -> lane r = the sum of acc[r]'s 8 lanes */
+static inline __m256 rc_sum8x8(const __m256 acc[8]) {
+    /* h: per 128-bit half, pair sums of two rows; g: per half, the half-sums of four rows */
+    const __m256 h0 = _mm256_hadd_ps(acc[0], acc[1]), h1 = _mm256_hadd_ps(acc[2], acc[3]);
+    const __m256 h2 = _mm256_hadd_ps(acc[4], acc[5]), h3 = _mm256_hadd_ps(acc[6], acc[7]);
+    const __m256 g0 = _mm256_hadd_ps(h0, h1), g1 = _mm256_hadd_ps(h2, h3); /* rows 0-3 | 0-3, rows 4-7 | 4-7 */
+    return _mm256_add_ps(_mm256_permute2f128_ps(g0, g1, 0x20), _mm256_permute2f128_ps(g0, g1, 0x31));
+}
+
+/* 8 weights of a row at i (f32 or f16 widened); `n` < 8: only the first n, the rest 0, through a zero-padded
+ * copy (nothing read beyond the row) */
+static inline __attribute__((always_inline)) __m256 rc_short_w8(int f16, const char *w, uint64_t i, uint64_t n) {
+    if (n == 8) {
+        if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+        return _mm256_loadu_ps((const float *)w + i);
+    }
+    float t[8] = {0};
+    for (uint64_t k = 0; k < n; k++) t[k] = f16 ? _cvtsh_ss(((const uint16_t *)w)[i + k]) : ((const float *)w)[i + k];
+    return _mm256_loadu_ps(t);
+}
+
+/* acc[r] += 8 weights of row r at i times x[i..i+8) for the 8 rows of a group (rows past the group's end
+ * read its last row again: their lanes are not stored); n: the inputs present (8, or the row's last few) */
+static inline __attribute__((always_inline)) void rc_short_step8(int f16, const char *w, uint64_t row_bytes,
+                                                                 uint64_t nr, const float *x, uint64_t i,
+                                                                 uint64_t n, __m256 acc[8]) {
+    float xt[8] = {0};
+    if (n < 8) for (uint64_t k = 0; k < n; k++) xt[k] = x[i + k];
+    const __m256 xv = _mm256_loadu_ps(n == 8 ? x + i : xt);
+    for (uint64_t r = 0; r < 8; r++) {
+        const char *row = w + (r < nr ? r : nr - 1) * row_bytes;
+        if (n == 8 && i % (f16 ? 32 : 16) == 0) RC_PF(row + i * (f16 ? 2 : 4), RC_PF_F32); /* per 64 bytes */
+        acc[r] = _mm256_fmadd_ps(rc_short_w8(f16, row, i, n), xv, acc[r]);
+    }
+}
+
+/* rows [r0, r1) of W [out, in] (in <= RC_SHORT_IN) times T vectors, 8 rows at a time: acc[r] lane j = the sum
+ * over i = j (mod 8) of row r's w[i] x[i] */
+static inline __attribute__((always_inline)) void rc_rows_short(int f16, const void *W, uint64_t in, uint64_t r0,
+                                                                 uint64_t r1, const float *X, uint64_t T, float *Y,
+                                                                 uint64_t out) {
+    const uint64_t row_bytes = in * (f16 ? 2 : 4);
+    for (uint64_t o = r0; o < r1; o += 8) {
+        const uint64_t nr = r1 - o < 8 ? r1 - o : 8;
+        const char *w = (const char *)W + o * row_bytes;
+        for (uint64_t t = 0; t < T; t++) {
+            __m256 acc[8];
+            for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+            uint64_t i = 0;
+            for (; i + 8 <= in; i += 8) rc_short_step8(f16, w, row_bytes, nr, X + t * in, i, 8, acc);
+            if (i < in) rc_short_step8(f16, w, row_bytes, nr, X + t * in, i, in - i, acc);
+            const __m256 sums = rc_sum8x8(acc);
+            if (nr == 8) {
+                _mm256_storeu_ps(Y + t * out + o, sums);
+            } else {
+                float s[8];
+                _mm256_storeu_ps(s, sums);
+                for (uint64_t r = 0; r < nr; r++) Y[t * out + o + r] = s[r];
+            }
+        }
+    }
+}
+
 static void rc_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
+    if (in <= RC_SHORT_IN) {
+        rc_rows_short(0, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
     for (uint64_t o = r0; o < r1; o++)
         for (uint64_t t = 0; t < T; t++)
             Y[t * out + o] = rc_dot_f32((const float *)W + o * in, (const float *)X + t * in, in);
@@ -70,6 +141,10 @@ static void rc_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
 
 static void rc_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
+    if (in <= RC_SHORT_IN) {
+        rc_rows_short(1, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
     for (uint64_t o = r0; o < r1; o++)
         for (uint64_t t = 0; t < T; t++)
             Y[t * out + o] = rc_dot_f16((const uint16_t *)W + o * in, (const float *)X + t * in, in);

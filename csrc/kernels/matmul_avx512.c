@@ -81,8 +81,89 @@ static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
     return s;
 }
 
+/* ---- short rows (in <= RC_SHORT_IN): 16 rows per reduction ---------------------------------------------
+ * The second products of RWKV-7's LoRAs are [2048, 32..128] f32 matrices: rows of 128-512 bytes, 2-8 FMAs
+ * each. One rc_dot_f32 per row would pay a horizontal reduction (rc_hsum512, 7 instructions and a chain of
+ * 4 adds) and the loop set-up per row, more than the row's FMAs. Here 16 rows take one accumulator each
+ * (lane j: the sum of the row's inputs j, j+16, ...), and rc_sum16x16 folds the 16 accumulators into one
+ * vector of the 16 row sums with a transpose-add tree (15 adds, 30 shuffles, 1 permute): one store per 16
+ * rows. Each row's sum is added up in the same order wherever it sits in the group, so the split of the
+ * rows over threads does not change the results. */
+#define RC_SHORT_IN 256
+#ifndef RC_PF_SHORT
+#define RC_PF_SHORT 2048
+#endif
+
+static inline __mmask16 rc_first_lanes(uint64_t n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }
+
+/* acc[16] -> lane r = the sum of acc[r]'s 16 lanes */
+static inline __m512 rc_sum16x16(const __m512 acc[16]) {
+    __m512 c[8], d[4], e[2];
+    for (int i = 0; i < 8; i++) /* c[i]: lanes 0-7 row 2i, lanes 8-15 row 2i + 1 (8 partial sums each) */
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(acc[2 * i], acc[2 * i + 1], 0xee));
+    for (int i = 0; i < 4; i++) /* d[i]: 128-bit block k = row 4i + k (4 partial sums) */
+        d[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xdd));
+    for (int i = 0; i < 2; i++) /* e[i]: block k = row 8i + k (2 lanes), row 8i + 4 + k (2 lanes) */
+        e[i] = _mm512_add_ps(_mm512_shuffle_ps(d[2 * i], d[2 * i + 1], 0x88),
+                             _mm512_shuffle_ps(d[2 * i], d[2 * i + 1], 0xdd));
+    /* f: lane 4k + q = row 4q + k; the permute puts row r in lane r */
+    const __m512 f = _mm512_add_ps(_mm512_shuffle_ps(e[0], e[1], 0x88), _mm512_shuffle_ps(e[0], e[1], 0xdd));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), f);
+}
+
+/* 16 weights of a row at i (f32 or f16 widened); `k`: the lanes to read (the rest are 0, not read) */
+static inline __attribute__((always_inline)) __m512 rc_short_w(int f16, const void *w, uint64_t i, __mmask16 k) {
+    if (f16) {
+        const uint16_t *p = (const uint16_t *)w + i;
+        return _mm512_cvtph_ps(k == 0xffff ? _mm256_loadu_si256((const __m256i *)p) : _mm256_maskz_loadu_epi16(k, p));
+    }
+    const float *p = (const float *)w + i;
+    return k == 0xffff ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(k, p);
+}
+
+/* acc[r] += 16 weights of row r at i times x[i..i+16) for the 16 rows of a group (rows past the group's
+ * end read its last row again: their lanes are not stored); `k`: the lanes to read. The x chunk is loaded
+ * once, the 16 FMAs are independent. */
+static inline __attribute__((always_inline)) void rc_short_step(int f16, const char *w, uint64_t row_bytes,
+                                                                uint64_t nr, const float *x, uint64_t i,
+                                                                __mmask16 k, __m512 acc[16]) {
+    const __m512 xv = k == 0xffff ? _mm512_loadu_ps(x + i) : _mm512_maskz_loadu_ps(k, x + i);
+    for (uint64_t r = 0; r < 16; r++) {
+        const char *row = w + (r < nr ? r : nr - 1) * row_bytes;
+        if (k == 0xffff && (!f16 || i % 32 == 0)) RC_PF(row + i * (f16 ? 2 : 4), RC_PF_SHORT); /* per 64 bytes */
+        acc[r] = _mm512_fmadd_ps(rc_short_w(f16, row, i, k), xv, acc[r]);
+    }
+}
+
+/* rows [r0, r1) of W [out, in] (in <= RC_SHORT_IN) times T vectors, 16 rows at a time: acc[r] lane j = the
+ * sum over i = j (mod 16) of row r's w[i] x[i]; a last group of fewer rows stores only its own lanes */
+static inline __attribute__((always_inline)) void rc_rows_short(int f16, const void *W, uint64_t in, uint64_t r0,
+                                                                 uint64_t r1, const float *X, uint64_t T, float *Y,
+                                                                 uint64_t out) {
+    const uint64_t row_bytes = in * (f16 ? 2 : 4);
+    const __mmask16 tail = rc_first_lanes(in % 16);
+    for (uint64_t o = r0; o < r1; o += 16) {
+        const uint64_t nr = r1 - o < 16 ? r1 - o : 16;
+        const char *w = (const char *)W + o * row_bytes;
+        for (uint64_t t = 0; t < T; t++) {
+            __m512 acc[16];
+            for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+            uint64_t i = 0;
+            for (; i + 16 <= in; i += 16) rc_short_step(f16, w, row_bytes, nr, X + t * in, i, 0xffff, acc);
+            if (tail) rc_short_step(f16, w, row_bytes, nr, X + t * in, i, tail, acc);
+            _mm512_mask_storeu_ps(Y + t * out + o, rc_first_lanes(nr), rc_sum16x16(acc));
+        }
+    }
+}
+
 static void rc_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
+    if (in <= RC_SHORT_IN) {
+        rc_rows_short(0, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
     for (uint64_t o = r0; o < r1; o++)
         for (uint64_t t = 0; t < T; t++)
             Y[t * out + o] = rc_dot_f32((const float *)W + o * in, (const float *)X + t * in, in);
@@ -90,6 +171,10 @@ static void rc_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
 
 static void rc_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
+    if (in <= RC_SHORT_IN) {
+        rc_rows_short(1, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
     for (uint64_t o = r0; o < r1; o++)
         for (uint64_t t = 0; t < T; t++)
             Y[t * out + o] = rc_dot_f16((const uint16_t *)W + o * in, (const float *)X + t * in, in);

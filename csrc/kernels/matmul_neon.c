@@ -47,8 +47,70 @@ static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
     return s;
 }
 
+/* ---- short rows (in <= RC_SHORT_IN): 4 rows per reduction (matmul_avx512.c has the 16-row version and the
+ * reasons): two pairwise adds fold 4 accumulators into the 4 row sums. Each row's sum is added up in the same
+ * order wherever it sits in the group. */
+#define RC_SHORT_IN 256
+
+/* 4 weights of a row at i (f32 or f16 widened); `n` < 4: only the first n, the rest 0, through a zero-padded
+ * copy (nothing read beyond the row) */
+static inline __attribute__((always_inline)) float32x4_t rc_short_w4(int f16, const char *w, uint64_t i, uint64_t n) {
+    if (n == 4) {
+        if (f16) return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)w + i)));
+        return vld1q_f32((const float *)w + i);
+    }
+    float t[4] = {0};
+    for (uint64_t k = 0; k < n; k++) t[k] = f16 ? rc_f16_to_f32(((const uint16_t *)w)[i + k]) : ((const float *)w)[i + k];
+    return vld1q_f32(t);
+}
+
+/* acc[r] += 4 weights of row r at i times x[i..i+4) for the 4 rows of a group (rows past the group's end
+ * read its last row again: their lanes are not stored); n: the inputs present (4, or the row's last few) */
+static inline __attribute__((always_inline)) void rc_short_step4(int f16, const char *w, uint64_t row_bytes,
+                                                                 uint64_t nr, const float *x, uint64_t i,
+                                                                 uint64_t n, float32x4_t acc[4]) {
+    float xt[4] = {0};
+    if (n < 4) for (uint64_t k = 0; k < n; k++) xt[k] = x[i + k];
+    const float32x4_t xv = vld1q_f32(n == 4 ? x + i : xt);
+    for (uint64_t r = 0; r < 4; r++) {
+        const char *row = w + (r < nr ? r : nr - 1) * row_bytes;
+        acc[r] = vfmaq_f32(acc[r], rc_short_w4(f16, row, i, n), xv);
+    }
+}
+
+/* rows [r0, r1) of W [out, in] (in <= RC_SHORT_IN) times T vectors, 4 rows at a time: acc[r] lane j = the sum
+ * over i = j (mod 4) of row r's w[i] x[i] */
+static inline __attribute__((always_inline)) void rc_rows_short(int f16, const void *W, uint64_t in, uint64_t r0,
+                                                                 uint64_t r1, const float *X, uint64_t T, float *Y,
+                                                                 uint64_t out) {
+    const uint64_t row_bytes = in * (f16 ? 2 : 4);
+    for (uint64_t o = r0; o < r1; o += 4) {
+        const uint64_t nr = r1 - o < 4 ? r1 - o : 4;
+        const char *w = (const char *)W + o * row_bytes;
+        for (uint64_t t = 0; t < T; t++) {
+            float32x4_t acc[4] = {vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0), vdupq_n_f32(0)};
+            uint64_t i = 0;
+            for (; i + 4 <= in; i += 4) rc_short_step4(f16, w, row_bytes, nr, X + t * in, i, 4, acc);
+            if (i < in) rc_short_step4(f16, w, row_bytes, nr, X + t * in, i, in - i, acc);
+            /* [r0 01, r0 23, r1 01, r1 23], [r2 .., r3 ..] -> [r0, r1, r2, r3] */
+            const float32x4_t sums = vpaddq_f32(vpaddq_f32(acc[0], acc[1]), vpaddq_f32(acc[2], acc[3]));
+            if (nr == 4) {
+                vst1q_f32(Y + t * out + o, sums);
+            } else {
+                float s[4];
+                vst1q_f32(s, sums);
+                for (uint64_t r = 0; r < nr; r++) Y[t * out + o + r] = s[r];
+            }
+        }
+    }
+}
+
 void rc_neon_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
+    if (in <= RC_SHORT_IN) {
+        rc_rows_short(0, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
     for (uint64_t o = r0; o < r1; o++)
         for (uint64_t t = 0; t < T; t++)
             Y[t * out + o] = rc_dot_f32((const float *)W + o * in, (const float *)X + t * in, in);
@@ -56,6 +118,10 @@ void rc_neon_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, cons
 
 void rc_neon_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
+    if (in <= RC_SHORT_IN) {
+        rc_rows_short(1, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
     for (uint64_t o = r0; o < r1; o++)
         for (uint64_t t = 0; t < T; t++)
             Y[t * out + o] = rc_dot_f16((const uint16_t *)W + o * in, (const float *)X + t * in, in);

@@ -2,7 +2,8 @@
  *
  * SIMDe (SIMD Everywhere, Debian's libsimde-dev, header-only) implements the AVX-512 intrinsics in portable
  * code; with native aliases the kernel source compiles unchanged. SIMDe 0.7.4 (Debian bookworm) lacks eight
- * intrinsics the kernel uses; they are supplied below, element by element, as Intel's guide defines them. */
+ * intrinsics the kernel uses; they are supplied below, element by element, as Intel's guide defines them
+ * (and one native alias SIMDe leaves out). */
 #ifndef RC_SIMDE_AVX512_H
 #define RC_SIMDE_AVX512_H
 
@@ -115,6 +116,8 @@ static inline simde__m256i rc_shim_maskz_loadu_epi16_256(uint16_t k, const void 
 #define _mm512_cvtepi8_epi32 rc_shim_cvtepi8_epi32
 #define _mm512_maskz_loadu_epi8 rc_shim_maskz_loadu_epi8
 #define _mm256_maskz_loadu_epi8 rc_shim_mm256_maskz_loadu_epi8
+/* simde_mm512_shuffle_f32x4 exists, without its native alias (used by rc_sum16x16) */
+#define _mm512_shuffle_f32x4(a, b, imm8) simde_mm512_shuffle_f32x4(a, b, imm8)
 #ifndef _mm512_setzero_si512
 #define _mm512_setzero_si512 rc_shim_setzero_si512
 #endif

@@ -197,6 +197,45 @@ static void compare_colscale(const rc_kernel_set *ks, uint32_t dtype, uint64_t r
     free(row); free(wf); free(w); free(x); free(y0); free(y1);
 }
 
+/* The rows function alone on rows [r0, r1) of W [rows, cols] (cut anywhere, as a caller other than the pool's
+ * 16-row split may cut them): against the scalar rows function, and nothing written outside those rows. */
+static void compare_range(const rc_kernel_set *ks, uint32_t dtype, uint64_t rows, uint64_t cols, uint64_t r0,
+                          uint64_t r1, uint64_t T) {
+    float *wf = malloc(rows * cols * sizeof(float)), *x = malloc(T * cols * sizeof(float));
+    float *y0 = malloc(T * rows * sizeof(float)), *y1 = malloc(T * rows * sizeof(float));
+    void *w = make_w(dtype, rows, cols, wf);
+    for (uint64_t i = 0; i < T * cols; i++) x[i] = gauss();
+    for (uint64_t i = 0; i < T * rows; i++) y0[i] = y1[i] = 12345.0f;
+    rc_kernels_scalar.rows[dtype](w, cols, r0, r1, x, T, y0, rows);
+    ks->rows[dtype](w, cols, r0, r1, x, T, y1, rows);
+    int ok = 1;
+    for (uint64_t tt = 0; tt < T; tt++)
+        for (uint64_t o = 0; o < rows; o++) {
+            const float a = y0[tt * rows + o], b = y1[tt * rows + o];
+            if (o < r0 || o >= r1) { ok &= b == 12345.0f; continue; }
+            double mag = 0;
+            for (uint64_t i = 0; i < cols; i++) mag += fabs((double)wf[o * cols + i] * x[tt * cols + i]);
+            ok &= isfinite(b) && fabs((double)a - b) <= 3e-5 * mag + 1e-30;
+        }
+    check(ok, ks->name, "rows [r0, r1)", dtype, rows, cols);
+    if (!ok) printf("     (r0 %llu r1 %llu T %llu)\n", (unsigned long long)r0, (unsigned long long)r1, (unsigned long long)T);
+    free(wf); free(x); free(y0); free(y1); free(w);
+}
+
+/* Short rows (the LoRA products' second halves, [2048, 32..128]: the AVX-512 / AVX2 / NEON rows functions do
+ * 16 / 8 / 4 such rows per reduction): widths around the block sizes and up to past the short-row bound,
+ * row counts around the group sizes, T = 1 and 3, rows cut anywhere, zeros and huge values. */
+static void test_short_rows(const rc_kernel_set *ks, uint32_t dtype) {
+    static const uint64_t ins[] = {1, 4, 9, 17, 32, 48, 64, 96, 100, 128, 160, 255, 256, 257, 300};
+    static const uint64_t rows_list[] = {1, 3, 15, 16, 17, 33, 2048};
+    for (int c = 0; c < 15; c++)
+        for (int r = 0; r < 7; r++) compare(ks, dtype, rows_list[r], ins[c], (c + r) % 2 ? 3 : 1, 0);
+    static const uint64_t cuts[][2] = {{0, 1}, {3, 20}, {5, 6}, {7, 40}, {16, 33}, {17, 50}, {31, 64}, {1, 63}};
+    for (int c = 0; c < 15; c++)
+        for (int k = 0; k < 8; k++) compare_range(ks, dtype, 64, ins[c], cuts[k][0], cuts[k][1], k % 3 ? 1 : 2);
+    for (int special = 1; special <= 4; special++) compare(ks, dtype, 37, 64, 2, special);
+}
+
 static void test_family(const rc_kernel_set *ks) {
     test_gx_prepare(ks);
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
@@ -223,6 +262,7 @@ static void test_family(const rc_kernel_set *ks) {
             rc_pool_free(pool2);
         }
         test_gemm(ks, dtype);
+        if (!quant) test_short_rows(ks, dtype);
         if (quant)
             for (uint64_t nb = 2; nb <= 40; nb += 7) {
                 compare_colscale(ks, dtype, 7, nb * RC_QK, 2, RC_PATH_ROWS);
