@@ -1,6 +1,7 @@
 /* ops.c: reference element-wise operations. Norms accumulate in double: they are O(n) per token, so the
  * extra precision is free next to the matrix products and keeps them close to torch's fp32 results. */
 #include <math.h>
+#include <string.h>
 
 #include "ops/ops.h"
 
@@ -44,9 +45,17 @@ void rc_silu_inplace(float *x, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) x[i] = x[i] * rc_sigmoid(x[i]);
 }
 
+/* max(x, 0)^2, NaN -> 0 as before (x > 0 is false for NaN), written on the bit patterns: a float is kept when
+ * 0 < bits <= +inf as a signed integer (positive, not NaN). Integer compares vectorize; the float compare
+ * compiled to a branch per element (unpredictable on activations: ~2% of a decode step). */
 void rc_relu_sq_inplace(float *x, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) {
-        float v = x[i] > 0 ? x[i] : 0;
+        uint32_t b;
+        memcpy(&b, x + i, 4);
+        const int32_t s = (int32_t)b;
+        b &= (s > 0) & (s <= 0x7f800000) ? 0xffffffffu : 0u;
+        float v;
+        memcpy(&v, &b, 4);
         x[i] = v * v;
     }
 }

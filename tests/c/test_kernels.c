@@ -17,6 +17,7 @@
 #include "kernels/gemm.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
+#include "ops/ops.h"
 
 #ifdef RC_TEST_SIMDE
 extern const rc_kernel_set rc_kernels_avx512_simde;
@@ -349,7 +350,28 @@ static void test_row_split(void) {
     free(wf); free(x); free(y0); free(y1); free(w);
 }
 
+/* rc_relu_sq_inplace (written on bit patterns so that it vectorizes) against max(x, 0)^2 with NaN -> 0, on
+ * special values and random ones, at lengths that leave vector tails. */
+static void test_relu_sq(void) {
+    static const float special[] = {-1.0f, 0.0f, -0.0f, 2.0f, NAN, -NAN, INFINITY, -INFINITY, 1e-40f, -1e-40f,
+                                    3.4e38f, -3.4e38f, 1e-20f, 0.5f};
+    float x[67];
+    int ok = 1;
+    for (int n = 1; n <= 67; n += 11) {
+        for (int i = 0; i < n; i++) x[i] = i < 14 ? special[i] : gauss() * 10.0f;
+        float want[67];
+        for (int i = 0; i < n; i++) {
+            const float v = x[i] > 0 ? x[i] : 0.0f;
+            want[i] = v * v;
+        }
+        rc_relu_sq_inplace(x, (uint64_t)n);
+        for (int i = 0; i < n; i++) ok &= memcmp(&x[i], &want[i], 4) == 0;
+    }
+    check(ok, "ops", "relu_sq", RWKV_DTYPE_F32, 1, 67);
+}
+
 int main(void) {
+    test_relu_sq();
     const char *families[] = {"avx512", "avx2", "neon-dotprod", "neon"};
     for (int i = 0; i < 4; i++) {
         const rc_kernel_set *ks = rc_kernels_by_name(families[i]);
