@@ -125,7 +125,7 @@ void rc_dequantize_row_q4(const uint8_t *W, uint64_t n_rows, uint64_t in, uint64
  *                    of a group of n blocks starting at block g is at 32 g + 8 n (j / 8) + 4 n ((j / 4) % 2)
  *                    + 4 k + j % 4 (rc_qx_q4_index).
  *     z[nb]  int32   -64 * (sum of the block's xq): the same correction in integers, for a kernel that starts
- *                    its block sums there (so they come out as the exact sum v x; rc_row_q4_batch)
+ *                    its block sums there (so they come out as the exact sum v x; rc_rows_q4_batch)
  * and for q8 weights:
  *     d[nb]  float   dx per block
  *     q[in]  int16   xq, input order
