@@ -203,7 +203,7 @@ static void v6_time_mix(rwkv_model *m, const rc_v6_layer *l, uint64_t layer_off,
     const float *td = l->decay.data;
     for (uint64_t t = 0; t < T; t++) {
         float *wt = w + t * A;
-        for (uint64_t c = 0; c < A; c++) wt[c] = expf(-expf(td[c] + wt[c]));
+        for (uint64_t c = 0; c < A; c++) wt[c] = rc_exp(-rc_exp(td[c] + wt[c]));
     }
 
     v6_wkv_job job = {b, l, A, H, N, C, layer_off, r, k, v, w, y};

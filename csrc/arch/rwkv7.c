@@ -197,7 +197,7 @@ static void v7_time_mix(rwkv_model *m, const rc_v7_layer *l, uint32_t layer, uin
     const float *w0 = l->w0.data;
     for (uint64_t t = 0; t < T; t++) {
         float *wt = w + t * A;
-        for (uint64_t c = 0; c < A; c++) wt[c] = expf(-V7_W_SCALE * rc_sigmoid(w0[c] + wt[c]));
+        for (uint64_t c = 0; c < A; c++) wt[c] = rc_exp(-V7_W_SCALE * rc_sigmoid(w0[c] + wt[c]));
     }
     /* a = sigmoid(a0 + A2 (A1 x_a)) */
     const float *a0 = l->a0.data;

@@ -35,8 +35,6 @@ void rc_token_lerp(const float *cur, const float *delta, const float *coef, uint
     for (uint64_t i = 0; i < n; i++) out[i] = cur[i] + delta[i] * coef[i];
 }
 
-float rc_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 void rc_sigmoid_inplace(float *x, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) x[i] = rc_sigmoid(x[i]);
 }

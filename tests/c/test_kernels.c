@@ -370,8 +370,40 @@ static void test_relu_sq(void) {
     check(ok, "ops", "relu_sq", RWKV_DTYPE_F32, 1, 67);
 }
 
+/* rc_exp (ops.h) against the double-precision exp: relative error within 3 float ulps on [-80, 80], swept finely
+ * and at random; its documented saturation outside; NaN -> NaN. rc_sigmoid_inplace (the vectorized loop) against
+ * 1 / (1 + exp(-x)) in double, at lengths that leave vector tails. */
+static void test_exp(void) {
+    int ok = 1;
+    double worst = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        const float x = i < 1000001 ? -80.0f + 160.0f * (float)i / 1000000.0f : frand() * 80.0f;
+        const double want = exp((double)x), got = rc_exp(x);
+        const double rel = fabs(got - want) / want;
+        if (rel > worst) worst = rel;
+    }
+    ok &= worst <= 3 * 5.96e-8; /* 3 ulps of a float in [1, 2) */
+    ok &= rc_exp(0.0f) == 1.0f && rc_exp(-200.0f) == rc_exp(-80.0f) && rc_exp(1000.0f) == rc_exp(80.0f);
+    ok &= rc_exp(-INFINITY) == rc_exp(-80.0f) && rc_exp(INFINITY) == rc_exp(80.0f);
+    ok &= rc_exp(-80.0f) >= 1e-35f && rc_sigmoid(-1000.0f) >= 1e-35f; /* normal, however far out x is */
+    ok &= isnan(rc_exp(NAN)) && isnan(rc_sigmoid(NAN)) && isfinite(rc_exp(80.0f));
+    check(ok, "ops", "exp", RWKV_DTYPE_F32, 1, 2000001);
+    if (!ok) printf("  rc_exp: worst relative error %.3g\n", worst);
+
+    float x[67], x0[67];
+    ok = 1;
+    for (int n = 1; n <= 67; n += 11) {
+        for (int i = 0; i < n; i++) x[i] = x0[i] = gauss() * 8.0f;
+        x[0] = x0[0] = n > 30 ? 100.0f : -100.0f;
+        rc_sigmoid_inplace(x, (uint64_t)n);
+        for (int i = 0; i < n; i++) ok &= fabs(x[i] - 1.0 / (1.0 + exp(-(double)x0[i]))) <= 1.2e-7;
+    }
+    check(ok, "ops", "sigmoid", RWKV_DTYPE_F32, 1, 67);
+}
+
 int main(void) {
     test_relu_sq();
+    test_exp();
     const char *families[] = {"avx512", "avx2", "neon-dotprod", "neon"};
     for (int i = 0; i < 4; i++) {
         const rc_kernel_set *ks = rc_kernels_by_name(families[i]);
