@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -147,6 +148,26 @@ def test_measure_read_bandwidth():
         check(lib.rwkv_measure_read_bandwidth(ffi.NULL, 8 << 20, 3, out))
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_measure_weights_bandwidth(threads):
+    model = rwkv_cpu.Model(n_threads=threads)
+    out, nread = ffi.new("double *"), ffi.new("uint64_t *")
+    assert lib.rwkv_measure_weights_bandwidth(model._handle, 3, out, nread) == 0
+    assert 1e8 < out[0] < 1e13
+    # one pass reads every tensor but the embedding, in whole 8-byte words: at most 7 bytes lost at each end of
+    # the two ranges, at most 63 bytes of 64-byte alignment padding gained per tensor
+    tensors = list(model.tensors())
+    want = sum(t.nbytes for t in tensors if t.name != "emb.weight")
+    assert want - 28 <= nread[0] <= want + 64 * len(tensors) and nread[0] % 8 == 0
+    assert lib.rwkv_measure_weights_bandwidth(model._handle, 1, out, ffi.NULL) == 0 and out[0] > 1e8
+    from rwkv_cpu._ffi import check
+    for reps in (0, 5000):
+        with pytest.raises(RwkvArgumentError):
+            check(lib.rwkv_measure_weights_bandwidth(model._handle, reps, out, nread))
+    with pytest.raises(RwkvArgumentError):
+        check(lib.rwkv_measure_weights_bandwidth(ffi.NULL, 3, out, nread))
+
+
 # ---- bench run, bench quality ------------------------------------------------------------------------------
 def _cli(*args, cwd=None):
     """`rwkv-cpu bench ARGS`; from another directory (cwd) through the installed console script, as a user would."""
@@ -174,6 +195,11 @@ def test_bench_run_end_to_end(tmp_path):
     assert b["total"] == sum(t.nbytes for t in tensors) - emb.nbytes + emb.nbytes // emb.shape[0] + model.state_size * 4
     assert r["roofline_ratio"] == pytest.approx(r["decode_ms"] / (b["total"] / (r["bandwidth_gb_s"] * 1e9) * 1e3))
     assert len(r["roofline_ratio_runs"]) == 2 and all(x > 0 for x in r["roofline_ratio_runs"])
+    own = r["weights_bandwidth_gb_s_runs"]
+    assert len(own) == 2 and all(x > 0 for x in own) and r["weights_bandwidth_gb_s"] == pytest.approx(statistics.median(own))
+    assert r["roofline_ratio_weights_runs"] == pytest.approx(
+        [t * 1e-3 / (b["total"] / (g * 1e9)) for t, g in zip(r["decode_ms_runs"], own)])
+    assert r["roofline_ratio_weights"] == pytest.approx(statistics.median(r["roofline_ratio_weights_runs"]))
     assert r["peak_rss_bytes"] > r["file_bytes"] and r["first_token_s"] >= r["load_s"] > 0
     assert [p["tokens"] for p in r["prefill"]] == [8, 16] and all(p["tok_s"] > 0 for p in r["prefill"])
     assert [p["batch"] for p in r["batch"]] == [1, 3] and all(p["tok_s"] > 0 for p in r["batch"])
@@ -182,7 +208,7 @@ def test_bench_run_end_to_end(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     md = _cli("run", model.path, "--threads", "1", "--tokens", "2", "--runs", "1", "--prefill", "none",
               "--batch", "2", "--bw-bytes", str(16 << 20), "--markdown", cwd=root)
-    assert "| roofline ratio |" in md and "batch 2 tok/s" in md and "prefill" not in md.split("\n")[-3]
+    assert "| roofline ratio |" in md and "| ratio vs weights' |" in md and "batch 2 tok/s" in md and "prefill" not in md.split("\n")[-3]
 
 
 def test_bench_quality_end_to_end(tmp_path):

@@ -237,6 +237,10 @@ int rwkv_matmul(const char *kernel, uint32_t dtype, const void *W, uint64_t rows
  * contiguous share. *bytes_per_second gets the median over reps timed passes (after one warm-up pass).
  * Waits for, then holds, the model's pool like an evaluation. nbytes in [4096, 2^40], reps in [1, 1024]. */
 int rwkv_measure_read_bandwidth(rwkv_model *model, uint64_t nbytes, int reps, double *bytes_per_second);
+/* The same read over the model's own weights (the file's tensor data but the embedding, as mapped): the
+ * bandwidth of the very pages a decode step streams, which on some machines differs from a fresh buffer's
+ * (memory of mixed speeds). reps in [1, 1024]; *bytes_read (if not NULL) gets the bytes one pass reads. */
+int rwkv_measure_weights_bandwidth(rwkv_model *model, int reps, double *bytes_per_second, uint64_t *bytes_read);
 
 /* CFFI-END */
 

@@ -14,6 +14,10 @@ into the page cache first:
 * roofline ratio = ms/token / (bytes read per token / bandwidth); bytes read per token = every tensor (all
   layer matrices, the head, the small vectors) except the embedding, of which one row, plus the state (read
   once); 1.00 is a decode step that runs at the speed of streaming its weights;
+* weights' bandwidth and roofline ratio against it: `rwkv_measure_weights_bandwidth`, the same streaming read
+  over the model's own mapped weights, right after each decode run. Where memory is of mixed speeds (this
+  project's VM: two copies of one file in the page cache decoded at 30 and 48 ms/token) it is the bandwidth
+  the decode actually had, and the ratio against it compares models without that lottery;
 * peak RSS (VmHWM) after the first decode run, before any bandwidth buffer exists;
 * prefill tokens/s: `forward` of an N-token prompt from an empty state, for each --prefill N;
 * batched decode tokens/s: `forward_batch` of B sequences one token each, for each --batch B.
@@ -96,6 +100,14 @@ def default_bandwidth_bytes() -> int:
     return int(min(max(4 * last_level_cache_bytes(), 256 << 20), 2 << 30))
 
 
+def weights_bandwidth(model, reps: int = 3) -> float:
+    """Bytes per second of the C library's streaming read over the model's own weights, with its pool."""
+    from .._ffi import check, ffi, lib
+    out = ffi.new("double *")
+    check(lib.rwkv_measure_weights_bandwidth(model._handle, int(reps), out, ffi.NULL), "measuring read bandwidth")
+    return float(out[0])
+
+
 def read_bandwidth(model, nbytes: int, reps: int = 3) -> float:
     """Bytes per second of the C library's streaming read with the model's pool."""
     from .._ffi import check, ffi, lib
@@ -168,10 +180,11 @@ def measure(path: str, threads: int, tokens: int, runs: int, warmup: int, prefil
     t_first = time.perf_counter() - t0
     rss_loaded = peak_rss_bytes()
     time_decode(model, state, _tokens(rng, warmup, model.n_vocab))
-    decode, bandwidth = [], []
+    decode, bandwidth, own = [], [], []
     rss = None
     for r in range(runs):
         decode.append(time_decode(model, state, _tokens(rng, tokens, model.n_vocab)))
+        own.append(weights_bandwidth(model))
         if rss is None:
             rss = peak_rss_bytes()          # before the first bandwidth buffer
         bandwidth.append(read_bandwidth(model, bw_bytes))
@@ -179,6 +192,7 @@ def measure(path: str, threads: int, tokens: int, runs: int, warmup: int, prefil
     ms = statistics.median(decode) * 1e3
     bw = statistics.median(bandwidth)
     roof_ms = bpt["total"] / bw * 1e3
+    own_ratios = [t / (bpt["total"] / b) for t, b in zip(decode, own)]
     out = {
         "model": os.path.basename(path), "path": os.path.abspath(path), "arch": model.arch,
         "n_layer": model.n_layer, "n_embd": model.n_embd, "n_ffn": model.n_ffn, "n_vocab": model.n_vocab,
@@ -192,6 +206,8 @@ def measure(path: str, threads: int, tokens: int, runs: int, warmup: int, prefil
         "roofline_ratio": ms / roof_ms,
         # each decode run against the bandwidth read right after it (robust to slow changes of machine load)
         "roofline_ratio_runs": [t / (bpt["total"] / b) for t, b in zip(decode, bandwidth)],
+        "weights_bandwidth_gb_s": statistics.median(own) / 1e9, "weights_bandwidth_gb_s_runs": [b / 1e9 for b in own],
+        "roofline_ratio_weights": statistics.median(own_ratios), "roofline_ratio_weights_runs": own_ratios,
         "prefill": [time_prefill(model, n, rng, runs, budget) for n in prefill],
         "batch": [time_batch(model, B, batch_steps, rng, runs, budget) for B in batch],
     }
@@ -279,6 +295,9 @@ def format_text(results: List[dict], m: dict) -> str:
             f"vectors {b['vectors'] / 1e6:.2f}, state {b['state'] / 1e6:.2f}, embedding row {b['embedding_row']} B)",
             f"  roofline       {r['roofline_ms']:.2f} ms/token; ratio {r['roofline_ratio']:.3f} (run by run: "
             f"{', '.join(f'{x:.2f}' for x in r['roofline_ratio_runs'])})",
+            f"  weights' own   {r['weights_bandwidth_gb_s']:.1f} GB/s [{', '.join(f'{x:.1f}' for x in r['weights_bandwidth_gb_s_runs'])}]"
+            f"; ratio against it {r['roofline_ratio_weights']:.3f} (run by run: "
+            f"{', '.join(f'{x:.2f}' for x in r['roofline_ratio_weights_runs'])})",
         ]
         for p in r["prefill"]:
             lines.append(f"  prefill {p['tokens']:>5}  {p['tok_s']:.1f} tok/s ({p['seconds']:.2f} s, {p['runs']} runs)")
@@ -289,13 +308,14 @@ def format_text(results: List[dict], m: dict) -> str:
 
 def format_markdown(results: List[dict], m: dict) -> str:
     lines = ["| model | arch | params | type | threads | load to 1st token | peak RSS (file) | ms/token | "
-             "GB/s read | MB/token | roofline ratio |",
-             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "GB/s read | MB/token | roofline ratio | weights' GB/s | ratio vs weights' |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {r['model']} | {r['arch']} | {r['n_params'] / 1e9:.2f} B | {r['dtypes']} | {r['threads']} | "
                      f"{r['first_token_s'] * 1e3:.0f} ms | {_mb(r['peak_rss_bytes'])} MB ({_mb(r['file_bytes'])}) | "
                      f"{r['decode_ms']:.2f} | {r['bandwidth_gb_s']:.1f} | {r['bytes_per_token']['total'] / 1e6:.1f} | "
-                     f"**{r['roofline_ratio']:.3f}** |")
+                     f"**{r['roofline_ratio']:.3f}** | {r['weights_bandwidth_gb_s']:.1f} | "
+                     f"{r['roofline_ratio_weights']:.3f} |")
     pre = sorted({p["tokens"] for r in results for p in r["prefill"]})
     bat = sorted({p["batch"] for r in results for p in r["batch"]})
     if pre or bat:
