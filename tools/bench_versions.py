@@ -7,8 +7,9 @@ ratio within 1.10x of the v5.2 model's at the same quant type; docs/PERFORMANCE.
 `rwkv-cpu bench run` measures each model in its own process with its own read-bandwidth figure, so the ratio of
 two models' roofline ratios carries the noise of two bandwidth measurements taken minutes apart (+-5% on this
 shared VM). Here the models are decoded in turn in one process, round after round, each loaded alone (an idle
-model's pool threads would wait beside the measured one): in each round every model runs --tokens single-token
-`forward` calls (after --warmup), and the round's figure for a model is
+model's pool threads would wait beside the measured one) and each round starting one model later than the last
+(so that none always runs first or right after a bandwidth read): in each round every model runs --tokens
+single-token `forward` calls (after --warmup), and the round's figure for a model is
 
     relative ratio = (ms/token / bytes per token) of the model / (the same) of the first model
 
@@ -52,9 +53,11 @@ def main() -> int:
     own = [[] for _ in args.models]      # roofline ratio against the model's own weights' bandwidth
     own_bw = [[] for _ in args.models]
     bw = []
-    for _ in range(args.rounds):
-        per_byte = []
-        for i, path in enumerate(args.models):
+    n = len(args.models)
+    for rnd in range(args.rounds):
+        per_byte = [0.0] * n
+        for i in [(rnd + k) % n for k in range(n)]:   # each round starts one model later: no model always first
+            path = args.models[i]
             # one model at a time: an idle model's pool threads would otherwise wait beside the measured one
             m = rwkv_cpu.Model(path, n_threads=args.threads)
             nbytes[i] = bytes_per_token(m)["total"]
@@ -63,7 +66,7 @@ def main() -> int:
                 m.forward(tok, s)
             t = time_decode(m, s, rng.integers(1, m.n_vocab, size=args.tokens).tolist())
             ms[i].append(t * 1e3)
-            per_byte.append(t / nbytes[i])
+            per_byte[i] = t / nbytes[i]
             own_bw[i].append(weights_bandwidth(m, 3))
             own[i].append(t / (nbytes[i] / own_bw[i][-1]))
             if i == 0:
