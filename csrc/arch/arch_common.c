@@ -2,10 +2,23 @@
 #include <stdio.h>
 
 #include "arch/arch_common.h"
+#include "kernels/matmul.h"
 #include "ops/ops.h"
 
 void rc_layer_norm_rows(const float *x, const rc_tensor *w, const rc_tensor *b, uint64_t T, uint64_t C, float *y) {
     for (uint64_t t = 0; t < T; t++) rc_layer_norm(x + t * C, w->data, b->data, C, RC_LN_EPS, y + t * C);
+}
+
+void rc_channel_mix_rkv(rwkv_model *m, const rc_tensor *Wk, const rc_tensor *Wr, const rc_tensor *Wv, uint64_t T,
+                        const float *xk, const float *xr, float *hk, float *r, float *vo, float *x) {
+    const uint64_t C = rc_rows(Wr), F = rc_rows(Wk);
+    const rc_matmul_op kr[2] = {{Wk, xk, hk}, {Wr, xr, r}};
+    rc_matmul_many(m->pool, kr, 2, T);
+    rc_relu_sq_inplace(hk, T * F);
+    rc_matmul(m->pool, Wv, hk, T, vo);
+    rc_sigmoid_inplace(r, T * C);
+    rc_mul_inplace(vo, r, T * C);
+    rc_add_inplace(x, vo, T * C);
 }
 
 void rc_shift_prev(const rc_batch *b, uint64_t state_off, uint64_t C, const float *xx, float *prev) {

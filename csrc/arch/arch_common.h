@@ -15,6 +15,11 @@ void rc_layer_norm_rows(const float *x, const rc_tensor *w, const rc_tensor *b, 
  * sequence's state) at its first token. Then each state's x_prev becomes its sequence's last xx. */
 void rc_shift_prev(const rc_batch *b, uint64_t state_off, uint64_t C, const float *xx, float *prev);
 
+/* The channel mix of v4, v5 and v6 after its token shift: x += sigmoid(Wr xr) * (Wv relu(Wk xk)^2), the Wk and
+ * Wr products as one pool job. xk, xr: [T, C] the shifted inputs; scratch hk [T, F], r and vo [T, C]. */
+void rc_channel_mix_rkv(rwkv_model *m, const rc_tensor *Wk, const rc_tensor *Wr, const rc_tensor *Wv, uint64_t T,
+                        const float *xk, const float *xr, float *hk, float *r, float *vo, float *x);
+
 /* The size along dimension `dim` of a per-layer tensor, for sizes read from shapes (LoRA ranks). Fails,
  * naming the tensor, if it is missing or has not n_dims dimensions. */
 int rc_layer_tensor_dim(const rwkv_model *m, uint32_t layer, const char *fmt, uint32_t n_dims, uint32_t dim,

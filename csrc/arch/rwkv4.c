@@ -150,14 +150,14 @@ static void v4_time_mix(rwkv_model *m, const rc_v4_layer *l, uint64_t layer_off,
 static void v4_channel_mix(rwkv_model *m, const rc_v4_layer *l, uint64_t layer_off, const rc_batch *b, float *x,
                            float *scratch) {
     const rwkv_model_info *in = &m->info;
-    const uint64_t T = b->n_tok, C = in->n_embd, A = in->dim_att, F = in->n_ffn;
+    const uint64_t T = b->n_tok, C = in->n_embd, A = in->dim_att;
     float *xx = scratch;            /* [T, C] */
     float *prev = xx + T * C;       /* [T, C] */
     float *xk = prev + T * C;       /* [T, C] */
     float *xr = xk + T * C;         /* [T, C] */
     float *r = xr + T * C;          /* [T, C] */
     float *vo = r + T * C;          /* [T, C] */
-    float *hk = vo + T * C;         /* [T, F] */
+    float *hk = vo + T * C;         /* [T, n_ffn] */
 
     rc_layer_norm_rows(x, &l->ln2_w, &l->ln2_b, T, C, xx);
     rc_shift_prev(b, layer_off + C + 3 * A, C, xx, prev);
@@ -166,13 +166,7 @@ static void v4_channel_mix(rwkv_model *m, const rc_v4_layer *l, uint64_t layer_o
         rc_token_mix(xx + t * C, prev + t * C, l->fmix_r.data, C, xr + t * C);
     }
 
-    const rc_matmul_op kr[2] = {{&l->fWk, xk, hk}, {&l->fWr, xr, r}};
-    rc_matmul_many(m->pool, kr, 2, T);
-    rc_relu_sq_inplace(hk, T * F);
-    rc_matmul(m->pool, &l->fWv, hk, T, vo);
-    rc_sigmoid_inplace(r, T * C);
-    rc_mul_inplace(vo, r, T * C);
-    rc_add_inplace(x, vo, T * C);
+    rc_channel_mix_rkv(m, &l->fWk, &l->fWr, &l->fWv, T, xk, xr, hk, r, vo, x);
 }
 
 static void v4_layer(rwkv_model *m, uint32_t layer, const rc_batch *b, float *x, float *scratch) {
