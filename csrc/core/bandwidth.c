@@ -8,8 +8,9 @@
  * rwkv_measure_weights_bandwidth reads the model's own weights instead, the very pages a decode step streams.
  * Memory is not uniform on every machine: on this project's VM two copies of one model file, each in the page
  * cache, read at 10.8 and 15.4 GB/s and decoded at 48 and 30 ms/token (the host places guest pages in memory
- * of different speeds), while a fresh buffer reads at a third speed. A roofline against the weights' own
- * bandwidth compares models (or versions) without that lottery. */
+ * of different speeds), while a fresh buffer reads at a third speed. This read shows what a model's pages give.
+ * It does not make two models' ratios steady: their pages' read speed also moved between rounds, more than their
+ * decode did (docs/PERFORMANCE.md, issue 7, fourth session), so version comparisons interleave the models. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>

@@ -16,8 +16,8 @@ into the page cache first:
   once); 1.00 is a decode step that runs at the speed of streaming its weights;
 * weights' bandwidth and roofline ratio against it: `rwkv_measure_weights_bandwidth`, the same streaming read
   over the model's own mapped weights, right after each decode run. Where memory is of mixed speeds (this
-  project's VM: two copies of one file in the page cache decoded at 30 and 48 ms/token) it is the bandwidth
-  the decode actually had, and the ratio against it compares models without that lottery;
+  project's VM: two copies of one file in the page cache decoded at 30 and 48 ms/token) it shows what the
+  model's own pages read at; a diagnostic (it moves between runs more than decode does), not the headline ratio;
 * peak RSS (VmHWM) after the first decode run, before any bandwidth buffer exists;
 * prefill tokens/s: `forward` of an N-token prompt from an empty state, for each --prefill N;
 * batched decode tokens/s: `forward_batch` of B sequences one token each, for each --batch B.
