@@ -134,10 +134,9 @@ static void v4_time_mix(rwkv_model *m, const rc_v4_layer *l, uint64_t layer_off,
         rc_token_mix(xx + t * C, prev + t * C, l->mix_v.data, C, xv + t * C);
     }
 
-    rc_matmul(m->pool, &l->Wr, xr, T, r);
+    const rc_matmul_op rkv[3] = {{&l->Wr, xr, r}, {&l->Wk, xk, k}, {&l->Wv, xv, v}};
+    rc_matmul_many(m->pool, rkv, 3, T);
     rc_sigmoid_inplace(r, T * A);
-    rc_matmul(m->pool, &l->Wk, xk, T, k);
-    rc_matmul(m->pool, &l->Wv, xv, T, v);
 
     const uint64_t n_blocks = (A + V4_WKV_BLOCK - 1) / V4_WKV_BLOCK;
     v4_wkv_job job = {b, l, A, C, layer_off, n_blocks, k, v, y};
@@ -167,10 +166,10 @@ static void v4_channel_mix(rwkv_model *m, const rc_v4_layer *l, uint64_t layer_o
         rc_token_mix(xx + t * C, prev + t * C, l->fmix_r.data, C, xr + t * C);
     }
 
-    rc_matmul(m->pool, &l->fWk, xk, T, hk);
+    const rc_matmul_op kr[2] = {{&l->fWk, xk, hk}, {&l->fWr, xr, r}};
+    rc_matmul_many(m->pool, kr, 2, T);
     rc_relu_sq_inplace(hk, T * F);
     rc_matmul(m->pool, &l->fWv, hk, T, vo);
-    rc_matmul(m->pool, &l->fWr, xr, T, r);
     rc_sigmoid_inplace(r, T * C);
     rc_mul_inplace(vo, r, T * C);
     rc_add_inplace(x, vo, T * C);

@@ -168,13 +168,9 @@ static void v5_time_mix(rwkv_model *m, const rc_v5_layer *l, uint64_t layer_off,
         if (gate) rc_token_mix(cur, pv, l->mix_g.data, C, xg + t * C);
     }
 
-    rc_matmul(m->pool, &l->Wr, xr, T, r);
-    rc_matmul(m->pool, &l->Wk, xk, T, k);
-    rc_matmul(m->pool, &l->Wv, xv, T, v);
-    if (gate) {
-        rc_matmul(m->pool, &l->Wg, xg, T, g);
-        rc_silu_inplace(g, T * A);
-    }
+    const rc_matmul_op rkvg[4] = {{&l->Wr, xr, r}, {&l->Wk, xk, k}, {&l->Wv, xv, v}, {&l->Wg, xg, g}};
+    rc_matmul_many(m->pool, rkvg, gate ? 4 : 3, T);
+    if (gate) rc_silu_inplace(g, T * A);
 
     v5_wkv_job job = {b, l, A, H, N, C, layer_off, r, k, v, y};
     rc_pool_run_sized(m->pool, v5_wkv_task, &job, (int)(b->n_seq * H), T * H * N * N, RC_WKV_MIN_PARALLEL_WORK);
@@ -205,10 +201,10 @@ static void v5_channel_mix(rwkv_model *m, const rc_v5_layer *l, uint64_t layer_o
         rc_token_mix(xx + t * C, prev + t * C, l->fmix_r.data, C, xr + t * C);
     }
 
-    rc_matmul(m->pool, &l->fWk, xk, T, hk);
+    const rc_matmul_op kr[2] = {{&l->fWk, xk, hk}, {&l->fWr, xr, r}};
+    rc_matmul_many(m->pool, kr, 2, T);
     rc_relu_sq_inplace(hk, T * F);
     rc_matmul(m->pool, &l->fWv, hk, T, vo);
-    rc_matmul(m->pool, &l->fWr, xr, T, r);
     rc_sigmoid_inplace(r, T * C);
     rc_mul_inplace(vo, r, T * C);
     rc_add_inplace(x, vo, T * C);

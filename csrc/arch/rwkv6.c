@@ -116,9 +116,10 @@ static uint64_t v6_state_floats(const rwkv_model_info *in) {
 static void v6_state_init(const rwkv_model_info *in, float *s) { memset(s, 0, v6_state_floats(in) * sizeof(float)); }
 
 /* Scratch per token: xx, d, xm, 5 mixes, lo, out [C] each (lo holds a LoRA-rank row, rank <= C);
- * m [5C] (5*Dm); r, k, v, g, w, y [A] each; the channel mix's hidden [F] (it reuses the rest). */
+ * m [5C] (5*Dm); r, k, v, g, w, y [A] each; m split by mix [5C] (5*Dm); the channel mix's hidden [F] (it
+ * reuses the rest). */
 static uint64_t v6_scratch_floats(const rwkv_model_info *in, uint64_t T) {
-    return T * (15 * (uint64_t)in->n_embd + 6 * (uint64_t)in->dim_att + in->n_ffn);
+    return T * (20 * (uint64_t)in->n_embd + 6 * (uint64_t)in->dim_att + in->n_ffn);
 }
 
 typedef struct {
@@ -139,21 +140,27 @@ static void v6_wkv_task(void *ctx, int task, int n_tasks) {
             j->A, S, j->y + o);
 }
 
-/* The five ddlerp inputs x_i = xx + d * (maa_i + W2_i tanh(W1 (xx + d*maa_x))[i]): xs[i] [T, C] each. */
+/* The five ddlerp inputs x_i = xx + d * (maa_i + W2_i tanh(W1 (xx + d*maa_x))[i]): xs[i] [T, C] each.
+ * The five W2_i products run as one pool job (rc_matmul_many), m_i written into xs[i] and finished in place. */
 static void v6_ddlerp(rwkv_model *m, const rc_v6_layer *l, uint64_t T, uint64_t C, const float *xx, const float *d,
-                      float *xm, float *mm, float *lo, float *const *xs) {
+                      float *xm, float *mm, float *lo5, float *const *xs) {
     const uint64_t Dm = l->Dm;
     for (uint64_t t = 0; t < T; t++) rc_token_lerp(xx + t * C, d + t * C, l->maa_x.data, C, xm + t * C);
     rc_matmul(m->pool, &l->maa_W1, xm, T, mm); /* mm: [T, 5*Dm] */
     rc_tanh_inplace(mm, T * V6_NMIX * Dm);
+    rc_matmul_op ops[V6_NMIX];
     for (int i = 0; i < V6_NMIX; i++) {
+        float *lo = lo5 + (uint64_t)i * T * Dm; /* [T, Dm]: mix i's slice of mm */
         for (uint64_t t = 0; t < T; t++) memcpy(lo + t * Dm, mm + t * V6_NMIX * Dm + i * Dm, Dm * sizeof(float));
-        rc_matmul(m->pool, &l->maa_W2[i], lo, T, xm); /* xm: [T, C] = m_i */
+        ops[i] = (rc_matmul_op){&l->maa_W2[i], lo, xs[i]}; /* xs[i]: [T, C] = m_i */
+    }
+    rc_matmul_many(m->pool, ops, V6_NMIX, T);
+    for (int i = 0; i < V6_NMIX; i++) {
         const float *maa = l->maa[i].data;
         for (uint64_t t = 0; t < T; t++) {
-            const float *xt = xx + t * C, *dt = d + t * C, *mt = xm + t * C;
-            float *out = xs[i] + t * C;
-            for (uint64_t c = 0; c < C; c++) out[c] = xt[c] + dt[c] * (maa[c] + mt[c]);
+            const float *xt = xx + t * C, *dt = d + t * C;
+            float *out = xs[i] + t * C; /* m_i in, x_i out */
+            for (uint64_t c = 0; c < C; c++) out[c] = xt[c] + dt[c] * (maa[c] + out[c]);
         }
     }
 }
@@ -177,20 +184,20 @@ static void v6_time_mix(rwkv_model *m, const rc_v6_layer *l, uint64_t layer_off,
     float *g = v + T * A;           /* [T, A] */
     float *w = g + T * A;           /* [T, A] */
     float *y = w + T * A;           /* [T, A] */
+    float *lo5 = y + T * A;         /* [5, T, Dm] (<= [T, 5C]) */
 
     rc_layer_norm_rows(x, &l->ln1_w, &l->ln1_b, T, C, xx);
     rc_shift_prev(b, layer_off, C, xx, d);
     rc_sub(d, xx, T * C, d);
-    v6_ddlerp(m, l, T, C, xx, d, xm, mm, lo, xs);
+    v6_ddlerp(m, l, T, C, xx, d, xm, mm, lo5, xs);
 
-    rc_matmul(m->pool, &l->Wr, xs[V6_R], T, r);
-    rc_matmul(m->pool, &l->Wk, xs[V6_K], T, k);
-    rc_matmul(m->pool, &l->Wv, xs[V6_V], T, v);
-    rc_matmul(m->pool, &l->Wg, xs[V6_G], T, g);
+    /* r, k, v, g and the decay LoRA's first product (all inputs ready) in one pool job */
+    const rc_matmul_op rkvgw[5] = {{&l->Wr, xs[V6_R], r}, {&l->Wk, xs[V6_K], k}, {&l->Wv, xs[V6_V], v},
+                                   {&l->Wg, xs[V6_G], g}, {&l->dec_W1, xs[V6_W], lo}}; /* lo: [T, Dd] */
+    rc_matmul_many(m->pool, rkvgw, 5, T);
     rc_silu_inplace(g, T * A);
 
     /* data-dependent decay: w = exp(-exp(time_decay + D2 tanh(D1 x_w))) */
-    rc_matmul(m->pool, &l->dec_W1, xs[V6_W], T, lo); /* [T, Dd] */
     rc_tanh_inplace(lo, T * l->Dd);
     rc_matmul(m->pool, &l->dec_W2, lo, T, w);        /* [T, A] */
     const float *td = l->decay.data;
@@ -229,10 +236,10 @@ static void v6_channel_mix(rwkv_model *m, const rc_v6_layer *l, uint64_t layer_o
         rc_token_lerp(xx + t * C, d + t * C, l->fmaa_r.data, C, xr + t * C);
     }
 
-    rc_matmul(m->pool, &l->fWk, xk, T, hk);
+    const rc_matmul_op kr[2] = {{&l->fWk, xk, hk}, {&l->fWr, xr, r}};
+    rc_matmul_many(m->pool, kr, 2, T);
     rc_relu_sq_inplace(hk, T * F);
     rc_matmul(m->pool, &l->fWv, hk, T, vo);
-    rc_matmul(m->pool, &l->fWr, xr, T, r);
     rc_sigmoid_inplace(r, T * C);
     rc_mul_inplace(vo, r, T * C);
     rc_add_inplace(x, vo, T * C);

@@ -131,7 +131,7 @@ static void v7_state_init(const rwkv_model_info *in, float *s) { memset(s, 0, v7
 /* Scratch per token: v_first [A] (kept across layers); xx, d, 6 mixes, lo, out [C] each (lo holds a
  * LoRA-rank row, rank <= C); r, k, v, w, a, g, kk, y, tmp [A] each; the channel mix's hidden [F]. */
 static uint64_t v7_scratch_floats(const rwkv_model_info *in, uint64_t T) {
-    return T * (10 * (uint64_t)in->n_embd + 10 * (uint64_t)in->dim_att + in->n_ffn);
+    return T * (13 * (uint64_t)in->n_embd + 10 * (uint64_t)in->dim_att + in->n_ffn);
 }
 
 typedef struct {
@@ -148,16 +148,6 @@ static void v7_wkv_task(void *ctx, int task, int n_tasks) {
     float *S = j->b->state[s] + j->layer_off + j->C + h * N * N; /* [N][N] */
     rc_wkv7(j->b->seq_start[s], j->b->seq_start[s + 1], j->A, N, j->r + o, j->w + o, j->k + o, j->v + o,
             j->kk + o, j->ab + o, S, j->y + o);
-}
-
-/* out [T, A] = B (act(Amat x)): a LoRA through the rank-sized rows lo [T, D]. act: 0 none, 1 tanh, 2 sigmoid. */
-static void v7_lora(rwkv_model *m, const rc_tensor *Amat, const rc_tensor *B, uint64_t T, const float *x, int act,
-                    float *lo, float *out) {
-    const uint64_t D = rc_rows(Amat);
-    rc_matmul(m->pool, Amat, x, T, lo);
-    if (act == 1) rc_tanh_inplace(lo, T * D);
-    if (act == 2) rc_sigmoid_inplace(lo, T * D);
-    rc_matmul(m->pool, B, lo, T, out);
 }
 
 static void v7_time_mix(rwkv_model *m, const rc_v7_layer *l, uint32_t layer, uint64_t layer_off, const rc_batch *b,
@@ -181,6 +171,9 @@ static void v7_time_mix(rwkv_model *m, const rc_v7_layer *l, uint32_t layer, uin
     float *kk = g + T * A;          /* [T, A] */
     float *y = kk + T * A;          /* [T, A] */
     float *tmp = y + T * A;         /* [T, A] */
+    float *lo_a = tmp + T * A;      /* [T, Da] (<= [T, C]); lo holds [T, Dw] */
+    float *lo_g = lo_a + T * C;     /* [T, Dg] */
+    float *lo_v = lo_g + T * C;     /* [T, Dv] (layers > 0) */
 
     rc_layer_norm_rows(x, &l->ln1_w, &l->ln1_b, T, C, xx);
     rc_shift_prev(b, layer_off, C, xx, d);
@@ -188,26 +181,31 @@ static void v7_time_mix(rwkv_model *m, const rc_v7_layer *l, uint32_t layer, uin
     for (uint64_t t = 0; t < T; t++)
         for (int i = 0; i < V7_NMIX; i++) rc_token_lerp(xx + t * C, d + t * C, l->mix[i].data, C, xs[i] + t * C);
 
-    rc_matmul(m->pool, &l->Wr, xs[V7_R], T, r);
-    rc_matmul(m->pool, &l->Wk, xs[V7_K], T, k);
-    rc_matmul(m->pool, &l->Wv, xs[V7_V], T, v);
+    /* r, k, v and the first products of the LoRAs of w, a, g (and v, after layer 0): one pool job; then their
+     * second products: another. (LoRA: B act(A x) through rank-sized rows.) */
+    const int has_v = layer > 0;
+    const rc_matmul_op first[7] = {{&l->Wr, xs[V7_R], r}, {&l->Wk, xs[V7_K], k},  {&l->Wv, xs[V7_V], v},
+                                   {&l->w1, xs[V7_W], lo}, {&l->a1, xs[V7_A], lo_a}, {&l->g1, xs[V7_G], lo_g},
+                                   {&l->v1, xs[V7_V], lo_v}};
+    rc_matmul_many(m->pool, first, has_v ? 7 : 6, T);
+    rc_tanh_inplace(lo, T * rc_rows(&l->w1));
+    rc_sigmoid_inplace(lo_g, T * rc_rows(&l->g1));
+    const rc_matmul_op second[4] = {{&l->w2, lo, w}, {&l->a2, lo_a, a}, {&l->g2, lo_g, g}, {&l->v2, lo_v, tmp}};
+    rc_matmul_many(m->pool, second, has_v ? 4 : 3, T);
 
     /* w = exp(-0.606531 sigmoid(w0 + W2 tanh(W1 x_w))) */
-    v7_lora(m, &l->w1, &l->w2, T, xs[V7_W], 1, lo, w);
     const float *w0 = l->w0.data;
     for (uint64_t t = 0; t < T; t++) {
         float *wt = w + t * A;
         for (uint64_t c = 0; c < A; c++) wt[c] = expf(-V7_W_SCALE * rc_sigmoid(w0[c] + wt[c]));
     }
     /* a = sigmoid(a0 + A2 (A1 x_a)) */
-    v7_lora(m, &l->a1, &l->a2, T, xs[V7_A], 0, lo, a);
     const float *a0 = l->a0.data;
     for (uint64_t t = 0; t < T; t++) {
         float *at = a + t * A;
         for (uint64_t c = 0; c < A; c++) at[c] = rc_sigmoid(a0[c] + at[c]);
     }
-    /* g = G2 sigmoid(G1 x_g) */
-    v7_lora(m, &l->g1, &l->g2, T, xs[V7_G], 2, lo, g);
+    /* g = G2 sigmoid(G1 x_g): done above */
 
     /* kk = normalise(k * k_k) per head; k = k * (1 + (a - 1) * k_a) */
     const float *k_k = l->k_k.data, *k_a = l->k_a.data;
@@ -223,7 +221,6 @@ static void v7_time_mix(rwkv_model *m, const rc_v7_layer *l, uint32_t layer, uin
     if (layer == 0) {
         memcpy(v_first, v, T * A * sizeof(float));
     } else {
-        v7_lora(m, &l->v1, &l->v2, T, xs[V7_V], 0, lo, tmp);
         const float *v0 = l->v0.data;
         for (uint64_t t = 0; t < T; t++) {
             float *vt = v + t * A, *mt = tmp + t * A;

@@ -113,31 +113,31 @@ uint64_t rc_row_bytes(uint32_t dtype, uint64_t in) {
 static int rc_is_quantized(uint32_t dtype) { return dtype == RWKV_DTYPE_Q8_0 || dtype == RWKV_DTYPE_Q4; }
 
 /* ---- the row split ---------------------------------------------------------------------------------
- * Tasks are runs of whole 16-row groups (16 floats of Y = one 64-byte line, so two threads never write
- * the same line), about RC_TASKS_PER_THREAD per thread so a thread slowed by a noisy neighbour takes
- * fewer, but never less than RC_MIN_TASK_BYTES of weights (a task must outweigh claiming it). A matrix
- * smaller than RC_MIN_PARALLEL_BYTES runs on the calling thread: waking the pool costs more. */
+ * Tasks are runs of whole 16-row groups (16 floats of Y = one 64-byte line, so two threads never write the
+ * same line). Their sizes shrink along a job ("guided" scheduling): each task takes 1 / (RC_GUIDED_DIV x
+ * threads) of the weight bytes left in the job, but at least RC_MIN_TASK_BYTES (a task must outweigh claiming
+ * it). So the threads start on large tasks and finish within one small task of each other: with a fixed split
+ * (4 equal tasks per thread) the first thread done waited for half a task on average at the end of every
+ * product, ~5% of an Eagle-7B decode step (perf: samples in the pool's wait loops). A thread slowed by a noisy
+ * neighbour also just takes fewer tasks. A job smaller than RC_MIN_PARALLEL_BYTES runs on the calling thread:
+ * waking the pool costs more. */
 #define RC_ROW_GROUP 16
-#define RC_TASKS_PER_THREAD 4
-#define RC_MIN_TASK_BYTES (64u << 10)
+#ifndef RC_GUIDED_DIV
+#define RC_GUIDED_DIV 2
+#endif
+#define RC_TASKS_PER_THREAD 4 /* the GEMM path's fixed split */
+#define RC_MIN_TASK_BYTES (32u << 10)
 #define RC_MIN_PARALLEL_BYTES (256u << 10)
+#define RC_MAX_ROW_TASKS 512
 
 typedef struct {
     rc_rows_fn fn;
     const void *W;
-    uint64_t in, out, T, rows_per_task;
+    uint64_t in, out, T;
+    uint64_t task_bytes; /* weight bytes of one row times T: what a row costs */
     const void *X;       /* what fn reads: float X or the prepared vectors */
     float *Y;
 } rc_matmul_job;
-
-static void rc_matmul_task(void *ctx, int task, int n_tasks) {
-    const rc_matmul_job *j = (const rc_matmul_job *)ctx;
-    uint64_t r0 = (uint64_t)task * j->rows_per_task;
-    uint64_t r1 = r0 + j->rows_per_task;
-    if (r1 > j->out) r1 = j->out;
-    if (r0 < r1) j->fn(j->W, j->in, r0, r1, j->X, j->T, j->Y, j->out);
-    (void)n_tasks;
-}
 
 /* The column scales of a q8/q4 matrix (common.h), as the activation step takes them. */
 static rc_colscale rc_colscale_of(const rc_tensor *W) {
@@ -273,46 +273,134 @@ static int rc_matmul_gemm(const rc_kernel_set *ks, rc_gemm_fn fn, rc_pool *pool,
     return 1;
 }
 
-/* ---- the rows path --------------------------------------------------------------------------------------- */
+/* ---- the rows path ---------------------------------------------------------------------------------------
+ * One or several products (rc_matmul_many) whose activations are ready, split into guided tasks (above) over
+ * the concatenated rows of all of them, claimed from one counter of the pool. */
+typedef struct {
+    uint32_t job;
+    uint64_t r0, r1;
+} rc_rows_task;
+
+typedef struct {
+    rc_matmul_job jobs[RC_MATMUL_MANY_MAX];
+    rc_rows_task tasks[RC_MAX_ROW_TASKS];
+} rc_rows_plan;
+
+static void rc_rows_plan_task(void *ctx, int task, int n_tasks) {
+    const rc_rows_plan *p = (const rc_rows_plan *)ctx;
+    const rc_rows_task *t = &p->tasks[task];
+    const rc_matmul_job *j = &p->jobs[t->job];
+    j->fn(j->W, j->in, t->r0, t->r1, j->X, j->T, j->Y, j->out);
+    (void)n_tasks;
+}
+
+/* The task table of jobs [0, n) on n_threads (at least one task per job); returns the number of tasks. */
+static int rc_rows_plan_make(rc_rows_plan *p, int n, int n_threads) {
+    uint64_t left = 0;
+    for (int i = 0; i < n; i++) left += p->jobs[i].task_bytes * p->jobs[i].out;
+    const uint64_t div = (uint64_t)RC_GUIDED_DIV * (uint64_t)n_threads;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const rc_matmul_job *j = &p->jobs[i];
+        const uint64_t rb = j->task_bytes ? j->task_bytes : 1;
+        for (uint64_t r = 0; r < j->out;) {
+            uint64_t want = left / div;
+            if (want < RC_MIN_TASK_BYTES) want = RC_MIN_TASK_BYTES;
+            uint64_t rows = (want + rb - 1) / rb;
+            rows = (rows + RC_ROW_GROUP - 1) / RC_ROW_GROUP * RC_ROW_GROUP;
+            /* the table's last free entries go to whole remainders, one per job left */
+            if (rows > j->out - r || k >= RC_MAX_ROW_TASKS - (n - i)) rows = j->out - r;
+            p->tasks[k++] = (rc_rows_task){(uint32_t)i, r, r + rows};
+            r += rows;
+            left -= rows * j->task_bytes;
+        }
+    }
+    return k;
+}
+
+/* Run jobs [0, n) of p: on the calling thread when the pool has one thread or the work is small. */
+static void rc_rows_run(rc_pool *pool, rc_rows_plan *p, int n) {
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) total += p->jobs[i].task_bytes * p->jobs[i].out;
+    const int n_threads = rc_pool_threads(pool);
+    if (n_threads <= 1 || total < RC_MIN_PARALLEL_BYTES) {
+        for (int i = 0; i < n; i++) {
+            const rc_matmul_job *j = &p->jobs[i];
+            j->fn(j->W, j->in, 0, j->out, j->X, j->T, j->Y, j->out);
+        }
+        return;
+    }
+    rc_pool_run(pool, rc_rows_plan_task, p, rc_rows_plan_make(p, n, n_threads));
+}
+
+static void rc_job_init(rc_matmul_job *j, const rc_kernel_set *ks, const rc_tensor *W, const float *X, uint64_t T,
+                        float *Y) {
+    j->fn = ks->rows[W->dtype] ? ks->rows[W->dtype] : rc_kernels_scalar.rows[W->dtype];
+    j->W = W->data;
+    j->out = rc_rows(W);
+    j->in = rc_cols(W);
+    j->T = T;
+    j->task_bytes = rc_row_bytes(W->dtype, j->in) * (T ? T : 1);
+    j->X = X;
+    j->Y = Y;
+}
+
 static void rc_matmul_rowwise(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X,
                               uint64_t T, float *Y) {
-    rc_matmul_job j;
-    const uint32_t dtype = W->dtype;
-    j.fn = ks->rows[dtype] ? ks->rows[dtype] : rc_kernels_scalar.rows[dtype];
-    j.W = W->data;
-    j.out = rc_rows(W);
-    j.in = rc_cols(W);
-    j.T = T;
-    j.X = X;
-    j.Y = Y;
+    rc_rows_plan plan, *p = &plan; /* ~13 KB of stack */
+    rc_matmul_job *j = &p->jobs[0];
+    rc_job_init(j, ks, W, X, T, Y);
     void *owned = NULL;
-    if (rc_is_quantized(dtype)) {
-        uint64_t bytes = T * rc_qx_stride(dtype, j.in);
+    if (rc_is_quantized(W->dtype)) {
+        uint64_t bytes = T * rc_qx_stride(W->dtype, j->in);
         void *qx = pool ? rc_pool_scratch(pool, (size_t)bytes) : (owned = rc_alloc((size_t)bytes));
         if (!qx) {
             rc_rows_dequant_blocks(W, X, T, Y);
             return;
         }
         const rc_colscale cs = rc_colscale_of(W);
-        rc_qx_prepare(dtype, X, j.in, T, &cs, qx);
-        j.X = qx;
+        rc_qx_prepare(W->dtype, X, j->in, T, &cs, qx);
+        j->X = qx;
     }
-    const uint64_t row_bytes = rc_row_bytes(dtype, j.in) * (T ? T : 1);
-    const uint64_t total = row_bytes * j.out;
-    int n_threads = rc_pool_threads(pool);
-    if (n_threads <= 1 || total < RC_MIN_PARALLEL_BYTES) {
-        j.fn(j.W, j.in, 0, j.out, j.X, j.T, j.Y, j.out);
-    } else {
-        uint64_t tasks = (uint64_t)n_threads * RC_TASKS_PER_THREAD;
-        uint64_t per = (j.out + tasks - 1) / tasks;
-        uint64_t min_rows = RC_MIN_TASK_BYTES / (row_bytes ? row_bytes : 1);
-        if (per < min_rows) per = min_rows;
-        per = (per + RC_ROW_GROUP - 1) / RC_ROW_GROUP * RC_ROW_GROUP;
-        j.rows_per_task = per;
-        int n_tasks = (int)((j.out + per - 1) / per);
-        rc_pool_run(pool, rc_matmul_task, &j, n_tasks);
-    }
+    rc_rows_run(pool, p, 1);
     rc_free(owned);
+}
+
+/* ---- several products in one pool job ---------------------------------------------------------------------
+ * A decode step runs ~9 products per layer; each pool job ends with the threads waiting for each other, and
+ * the next starts with a cold prefetch stream. Products that do not depend on each other (r, k, v, g of a
+ * time mix; key and receptance of a channel mix) therefore run as one job: each product's activations are
+ * prepared first (its own slice of the pool scratch), then the guided tasks of all of them (rc_rows_plan) are
+ * claimed from one counter. */
+void rc_matmul_many(rc_pool *pool, const rc_matmul_op *ops, int n, uint64_t T) {
+    const rc_kernel_set *ks = rc_kernels();
+    int fused = n > 1 && n <= RC_MATMUL_MANY_MAX && rc_pool_threads(pool) > 1;
+    for (int i = 0; fused && i < n; i++) {
+        const uint32_t dt = ops[i].W->dtype;
+        const uint64_t min_t = ks->gemm_min_t[dt] ? ks->gemm_min_t[dt] : RC_GEMM_MIN_T;
+        if (ks->gemm[dt] && T >= min_t) fused = 0; /* the GEMM path: each product is long enough alone */
+    }
+    rc_rows_plan plan, *p = fused ? &plan : NULL; /* ~13 KB of stack */
+    uint64_t off[RC_MATMUL_MANY_MAX + 1] = {0}; /* byte offsets of each product's prepared vectors */
+    for (int i = 0; p && i < n; i++) {
+        const uint32_t dt = ops[i].W->dtype;
+        off[i + 1] = off[i] + (rc_is_quantized(dt) ? (T * rc_qx_stride(dt, rc_cols(ops[i].W)) + 63) / 64 * 64 : 0);
+    }
+    uint8_t *qx = p && off[n] ? rc_pool_scratch(pool, (size_t)off[n]) : NULL;
+    if (!p || (off[n] && !qx)) {
+        for (int i = 0; i < n; i++) rc_matmul_with(ks, pool, ops[i].W, ops[i].X, T, ops[i].Y);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        const rc_tensor *W = ops[i].W;
+        rc_job_init(&p->jobs[i], ks, W, ops[i].X, T, ops[i].Y);
+        if (rc_is_quantized(W->dtype)) {
+            const rc_colscale cs = rc_colscale_of(W);
+            rc_qx_prepare(W->dtype, ops[i].X, p->jobs[i].in, T, &cs, qx + off[i]);
+            p->jobs[i].X = qx + off[i];
+        }
+    }
+    rc_rows_run(pool, p, n);
 }
 
 uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads) {

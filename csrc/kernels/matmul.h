@@ -68,6 +68,16 @@ void rc_matmul_with(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, 
 enum { RC_PATH_AUTO = 0, RC_PATH_ROWS = 1, RC_PATH_GEMM = 2 };
 void rc_matmul_path(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X, uint64_t T,
                     float *Y, int path);
+/* Several independent products of T vectors each, Y_i = W_i X_i (no Y_i may alias another product's X or
+ * Y): the same results as rc_matmul on each in turn, but for decode and small batches (the rows path) they run
+ * as one job of the pool, so the threads wait once instead of n times. At most RC_MATMUL_MANY_MAX. */
+#define RC_MATMUL_MANY_MAX 8
+typedef struct {
+    const rc_tensor *W;
+    const float *X; /* [T, cols(W)] */
+    float *Y;       /* [T, rows(W)] */
+} rc_matmul_op;
+void rc_matmul_many(rc_pool *pool, const rc_matmul_op *ops, int n, uint64_t T);
 void rc_tensor_row(const rc_tensor *W, uint64_t row, float *out);
 /* The pool scratch (rc_pool_scratch) that products of T vectors of at most `widest` inputs need. */
 uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads);

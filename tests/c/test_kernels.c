@@ -249,6 +249,67 @@ static void test_family(const rc_kernel_set *ks) {
     }
 }
 
+/* rc_matmul_many: several products in one pool job give, bit for bit, what rc_matmul gives for each alone,
+ * and write nothing outside their outputs: mixed dtypes, products too small to split and large ones, one
+ * vector, a small batch (rows path) and a long one (the GEMM path, run product by product), 1 and 2 threads. */
+static void test_matmul_many(void) {
+    static const uint32_t dt[] = {RWKV_DTYPE_Q4, RWKV_DTYPE_F32, RWKV_DTYPE_Q8_0, RWKV_DTYPE_F16, RWKV_DTYPE_Q4};
+    static const uint64_t rows[] = {1100, 7, 333, 2050, 48};
+    static const uint64_t cols[] = {64 * RC_QK, 300, 40 * RC_QK, 700, 2 * RC_QK};
+    static const uint64_t Ts[] = {1, 3, 8, 30};
+    enum { N = 5, PAD = 16 };
+    for (int threads = 1; threads <= 2; threads++) {
+        rc_pool *pool = rc_pool_new(threads);
+        for (int ti = 0; ti < 4; ti++) {
+            const uint64_t T = Ts[ti];
+            rc_tensor t[N];
+            rc_matmul_op ops[N];
+            float *wf[N], *x[N], *y0[N], *y1[N];
+            void *w[N];
+            for (int i = 0; i < N; i++) {
+                wf[i] = malloc(rows[i] * cols[i] * sizeof(float));
+                w[i] = make_w(dt[i], rows[i], cols[i], wf[i]);
+                t[i] = (rc_tensor){"W", dt[i], 2, {rows[i], cols[i], 0, 0}, rows[i] * cols[i],
+                                   rc_row_bytes(dt[i], cols[i]) * rows[i], w[i], 0, NULL, NULL};
+                x[i] = malloc(T * cols[i] * sizeof(float));
+                for (uint64_t k = 0; k < T * cols[i]; k++) x[i][k] = gauss();
+                y0[i] = malloc((T * rows[i] + PAD) * sizeof(float));
+                y1[i] = malloc((T * rows[i] + PAD) * sizeof(float));
+                for (uint64_t k = 0; k < T * rows[i] + PAD; k++) y0[i][k] = y1[i][k] = 12345.0f;
+                rc_matmul(pool, &t[i], x[i], T, y0[i]);
+                ops[i] = (rc_matmul_op){&t[i], x[i], y1[i]};
+            }
+            rc_matmul_many(pool, ops, N, T);
+            for (int i = 0; i < N; i++) {
+                int ok = memcmp(y0[i], y1[i], (T * rows[i] + PAD) * sizeof(float)) == 0;
+                for (uint64_t k = T * rows[i]; k < T * rows[i] + PAD; k++) ok &= y1[i][k] == 12345.0f;
+                check(ok, threads == 1 ? "matmul_many 1 thread" : "matmul_many 2 threads",
+                      T == 1 ? "T=1" : T == 3 ? "T=3" : T == 8 ? "T=8" : "T=30", dt[i], rows[i], cols[i]);
+                free(wf[i]); free(w[i]); free(x[i]); free(y0[i]); free(y1[i]);
+            }
+        }
+        rc_pool_free(pool);
+    }
+}
+
+/* The row split's task table is bounded (RC_MAX_ROW_TASKS in matmul.c): with many threads a 36 MB product
+ * asks for more tasks than it holds, and the last entries take whole remainders. Same rows as one thread. */
+static void test_row_split_many_threads(void) {
+    const uint64_t rows = 9000, cols = 1000; /* 563 tasks of 16 rows wanted */
+    float *wf = malloc(rows * cols * sizeof(float)), *x = malloc(cols * sizeof(float));
+    float *y0 = malloc(rows * sizeof(float)), *y1 = malloc(rows * sizeof(float));
+    void *w = make_w(RWKV_DTYPE_F32, rows, cols, wf);
+    for (uint64_t i = 0; i < cols; i++) x[i] = gauss();
+    rc_tensor t = {"W", RWKV_DTYPE_F32, 2, {rows, cols, 0, 0}, rows * cols, rows * cols * 4, w, 0, NULL, NULL};
+    rc_pool *pool = rc_pool_new(256);
+    rc_matmul(NULL, &t, x, 1, y0);
+    rc_matmul(pool, &t, x, 1, y1);
+    check(pool && rc_pool_threads(pool) == 256 && memcmp(y0, y1, rows * sizeof(float)) == 0, rc_kernels()->name,
+          "256 threads", RWKV_DTYPE_F32, rows, cols);
+    rc_pool_free(pool);
+    free(wf); free(x); free(y0); free(y1); free(w);
+}
+
 int main(void) {
     const char *families[] = {"avx512-amx", "avx512", "avx2", "neon-dotprod", "neon"};
     for (int i = 0; i < 5; i++) {
@@ -261,6 +322,9 @@ int main(void) {
         printf("testing %s\n", ks->name);
         test_family(ks);
     }
+    printf("testing rc_matmul_many (%s)\n", rc_kernels()->name);
+    test_matmul_many();
+    test_row_split_many_threads();
     printf("testing the scalar GEMM reference's own path split\n");
     for (int d = 0; d < 4; d++) {
         static const uint32_t dt[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
