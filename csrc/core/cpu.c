@@ -9,6 +9,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 static unsigned long long rc_xgetbv0(void) {
     unsigned int eax, edx;
     __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
@@ -60,6 +64,17 @@ static void rc_detect(void) {
                 f->avx512vl = (b >> 31) & 1;
                 f->avx512vnni = (c >> 11) & 1;
             }
+            /* AMX-TILE (edx 24) and AMX-INT8 (edx 25), the OS saving XTILECFG / XTILEDATA (XCR0 bits 17, 18);
+             * Linux then wants each process to ask for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
+             * 0x1023, feature 18) before its first tile instruction: refused (old kernel, a sigaltstack too
+             * small for the larger signal frame), the tiles are not used. */
+            int amx_hw = ((d >> 24) & 1) && ((d >> 25) & 1) && (xcr0 & 0x60000) == 0x60000;
+#if defined(__linux__) && defined(__x86_64__)
+            f->amx = amx_hw && syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+            f->amx = 0;
+            (void)amx_hw;
+#endif
         }
     }
 #elif defined(__aarch64__)
@@ -80,6 +95,7 @@ static void rc_detect(void) {
     rc_add_name("avx512bw", f->avx512bw);
     rc_add_name("avx512vl", f->avx512vl);
     rc_add_name("avx512vnni", f->avx512vnni);
+    rc_add_name("amx-int8", f->amx);
     rc_add_name("neon", f->neon);
     rc_add_name("dotprod", f->dotprod);
 }

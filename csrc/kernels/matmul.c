@@ -20,8 +20,9 @@ static int rc_family_runs(const char *name) {
     const rc_cpu_features *f = rc_cpu();
     if (strcmp(name, "scalar") == 0) return 1;
     if (strcmp(name, "avx2") == 0) return f->avx2 && f->fma && f->f16c;
-    if (strcmp(name, "avx512") == 0)
-        return f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && f->avx2 && f->fma && f->f16c;
+    if (strcmp(name, "avx512") == 0 || strcmp(name, "avx512-amx") == 0)
+        return f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && f->avx2 && f->fma && f->f16c &&
+               (strcmp(name, "avx512-amx") != 0 || f->amx);
     if (strcmp(name, "neon") == 0) return f->neon;
     if (strcmp(name, "neon-dotprod") == 0) return f->neon && f->dotprod;
     return 0;
@@ -30,6 +31,7 @@ static int rc_family_runs(const char *name) {
 /* best first */
 static const rc_family rc_families[] = {
 #if defined(__x86_64__)
+    {"avx512-amx", &rc_kernels_avx512_amx, "amx-tile amx-int8 (and the avx512 family's)"},
     {"avx512", &rc_kernels_avx512, "avx512f avx512bw avx512vl avx512vnni (and avx2 fma f16c)"},
     {"avx2", &rc_kernels_avx2, "avx2 fma f16c"},
 #endif
@@ -56,10 +58,10 @@ const rc_kernel_set *rc_kernels_by_name(const char *name) {
             return NULL;
         }
     }
-    if (strcmp(name, "avx2") == 0 || strcmp(name, "avx512") == 0 || strncmp(name, "neon", 4) == 0)
+    if (strcmp(name, "avx2") == 0 || strncmp(name, "avx512", 6) == 0 || strncmp(name, "neon", 4) == 0)
         rc_error(RWKV_ERR_UNSUPPORTED, "kernel family %s is not built for this architecture", name);
     else
-        rc_error(RWKV_ERR_ARG, "unknown kernel family '%s' (scalar, avx2, avx512, neon, neon-dotprod)", name);
+        rc_error(RWKV_ERR_ARG, "unknown kernel family '%s' (scalar, avx2, avx512, avx512-amx, neon, neon-dotprod)", name);
     return NULL;
 }
 

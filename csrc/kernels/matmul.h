@@ -7,7 +7,7 @@
  * multiply it with the T vectors from registers, so the product runs at arithmetic speed, not at the speed
  * of re-reading each row T times. The work is split by rows of W over the model's thread pool. Kernels for each instruction set live beside this file, one file per ISA
  * compiled with its own flags (matmul_scalar.c is the reference every other kernel is tested against), and
- * are chosen once at run time from the CPU's features, or by RWKV_CPU_KERNEL=scalar|avx2|avx512|neon.
+ * are chosen once at run time from the CPU's features, or by RWKV_CPU_KERNEL=scalar|avx2|avx512|avx512-amx|neon.
  *
  * q8 / q4 (quant.h): the T activation vectors are first quantized to int8 blocks (rc_qx_prepare), once per
  * call on the calling thread, and the rows functions read that prepared form instead of floats. */
@@ -49,10 +49,11 @@ typedef struct {
 extern const rc_kernel_set rc_kernels_scalar;
 extern const rc_kernel_set rc_kernels_avx2;         /* x86-64 only */
 extern const rc_kernel_set rc_kernels_avx512;       /* x86-64 only */
+extern const rc_kernel_set rc_kernels_avx512_amx;   /* x86-64 only: avx512 + AMX tiles for q4 batches */
 extern const rc_kernel_set rc_kernels_neon;         /* aarch64 only */
 extern const rc_kernel_set rc_kernels_neon_dotprod; /* aarch64 only */
 
-/* The kernel set in use: the best this CPU supports, or RWKV_CPU_KERNEL=scalar|avx2|avx512|neon. */
+/* The kernel set in use: the best this CPU supports, or RWKV_CPU_KERNEL=scalar|avx2|avx512|avx512-amx|neon. */
 const rc_kernel_set *rc_kernels(void);
 /* A kernel set by name ("scalar", "avx2", "avx512", "neon", "neon-dotprod"), or NULL with an error set if
  * it is not built for this architecture or the CPU lacks what it needs. */

@@ -16,6 +16,8 @@
  * implementations of the same intrinsics, tests/c/simde_avx512.h) and checks it against the scalar
  * reference. */
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 #if defined(RC_SIMDE)
 #include "simde_avx512.h"
@@ -808,6 +810,239 @@ static void rc_gx_prepare_avx512(const float *X, uint64_t in, uint64_t t0, uint6
     }
 }
 
+/* ---- AMX: q4 products of 2 or more vectors on the tile unit (family avx512-amx) ---------------------------
+ * Sapphire Rapids and later multiply int8 tiles (TDPBSSD: C[16 x N] int32 += A[16 x K] s8 . B[K/4 x N x 4] s8)
+ * at 16x the VNNI rate, so a batch's products cost the unpacking of the codes and the block scales, not the
+ * multiply-adds. A tile product sums over K within one block only (each block has its own two scales):
+ *   A   16 rows of W x one block (32 signed codebook values), from WA: a panel's 16-block group of codes
+ *       unpacked per row (4 x 4 dword transposes of the 4 code chunks, then the table lookup: a block's
+ *       32 weights in the dword order 0 2 4 6 1 3 5 7 of input order, rows 512 bytes apart)
+ *   B   the vectors' int8 activations of that block in the same dword order, 8 rows of NB dwords (XB,
+ *       rearranged once per call from the decode path's prepared vectors; NB = 8 or 16 vectors)
+ *   C   16 rows x NB exact int32 block sums, then one conversion and one FMA per row by d_w[row, b] d_x[t, b]
+ *       (zmm: 16 vectors of a row, or 8 vectors of two rows with masked FMAs), in registers for the panel.
+ * No offset: both operands are signed. The integers equal the scalar reference's block sums; only the
+ * float summation order differs. Tile state: configured per call, released before returning (so a context
+ * switch between calls saves none). */
+#if !defined(RC_SIMDE)
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((packed)) rc_tilecfg;
+
+/* tile registers (literal numbers: the intrinsics paste them into the instruction) */
+#define RC_T_C0 0
+#define RC_T_C1 1
+#define RC_T_A0 2
+#define RC_T_A1 3
+#define RC_T_B0 4
+#define RC_T_B1 5
+
+/* The per-thread buffer of the rearranged activations (grown as needed, freed when the thread ends). */
+static pthread_key_t rc_amx_key;
+static pthread_once_t rc_amx_key_once = PTHREAD_ONCE_INIT;
+typedef struct { uint8_t *p; size_t cap; } rc_amx_buf;
+static void rc_amx_buf_free(void *v) {
+    rc_amx_buf *b = (rc_amx_buf *)v;
+    if (b) { rc_free(b->p); free(b); }
+}
+static void rc_amx_key_make(void) {
+    if (pthread_key_create(&rc_amx_key, rc_amx_buf_free) != 0) rc_amx_key = (pthread_key_t)-1;
+}
+static uint8_t *rc_amx_scratch(size_t bytes) {
+    pthread_once(&rc_amx_key_once, rc_amx_key_make);
+    if (rc_amx_key == (pthread_key_t)-1) return NULL;
+    rc_amx_buf *b = (rc_amx_buf *)pthread_getspecific(rc_amx_key);
+    if (!b) {
+        b = (rc_amx_buf *)calloc(1, sizeof *b);
+        if (!b || pthread_setspecific(rc_amx_key, b) != 0) { free(b); return NULL; }
+    }
+    if (b->cap < bytes) {
+        rc_free(b->p);
+        b->cap = 0;
+        b->p = (uint8_t *)rc_alloc(bytes);
+        if (!b->p) return NULL;
+        b->cap = bytes;
+    }
+    return b->p;
+}
+
+/* dword k' of a block in the tile order -> its dword in input order (weights 4 g .. 4 g + 3) */
+static const uint8_t rc_amx_kg[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+/* Block k of a 16-block group sits at slot rc_amx_slot(k) of a row of WA (the 4 x 4 transposes' order). */
+static inline uint64_t rc_amx_block_of_slot(uint64_t s) { return 4 * (s % 4) + s / 4; }
+
+/* Row `row`'s group of n blocks at code byte p -> 16 slots x 32 bytes at wa (signed codebook values), and
+ * its 16 block scales at dw (lanes >= n: 0). */
+static inline void rc_amx_unpack_row(const rc_q4_row *r, uint64_t b0, uint64_t n, __m512i table, uint8_t *wa,
+                                     float *dw) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const uint8_t *p = r->codes + 16 * b0;
+    const int whole = n == RC_Q4_GROUP;
+    const __mmask64 live = whole ? ~(__mmask64)0 : (((__mmask64)1 << (4 * n)) - 1);
+    const __m512i q0 = rc_q4_load(p, whole, live), q1 = rc_q4_load(p + 4 * n, whole, live);
+    const __m512i q2 = rc_q4_load(p + 8 * n, whole, live), q3 = rc_q4_load(p + 12 * n, whole, live);
+    const __m512i t0 = _mm512_unpacklo_epi32(q0, q1), t1 = _mm512_unpackhi_epi32(q0, q1);
+    const __m512i t2 = _mm512_unpacklo_epi32(q2, q3), t3 = _mm512_unpackhi_epi32(q2, q3);
+    __m512i u[4];
+    u[0] = _mm512_unpacklo_epi64(t0, t2); /* 128-bit lane L: the 16 code bytes of block 4 L + 0 */
+    u[1] = _mm512_unpackhi_epi64(t0, t2);
+    u[2] = _mm512_unpacklo_epi64(t1, t3);
+    u[3] = _mm512_unpackhi_epi64(t1, t3);
+    const __m512i i0 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11), i1 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+    for (int c = 0; c < 4; c++) {
+        const __m512i lo = _mm512_shuffle_epi8(table, _mm512_and_si512(u[c], m4));
+        const __m512i hi = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(u[c], 4), m4));
+        _mm512_store_si512((void *)(wa + 128 * c), _mm512_permutex2var_epi64(lo, i0, hi));      /* slots 4c, 4c+1 */
+        _mm512_store_si512((void *)(wa + 128 * c + 64), _mm512_permutex2var_epi64(lo, i1, hi)); /* 4c+2, 4c+3 */
+    }
+    _mm512_store_ps(dw, whole ? rc_q4_scales16(r, b0) : rc_q4_scales_short(r, b0, n, (__mmask16)((1u << n) - 1)));
+}
+
+/* Rows [p, p + nr) (nr <= 16) against one tile of NB vectors (XB / DX, already rearranged): Y[t0 + t, p + i]
+ * for t < nt. */
+static inline __attribute__((always_inline)) void rc_amx_panel(const void *W, uint64_t out, uint64_t nb, uint64_t p,
+                                                               uint64_t nr, const int NB, const uint8_t *XB,
+                                                               const float *DX, uint64_t nt, float *Y, uint64_t ldy,
+                                                               const uint8_t *pf, uint64_t pf_bytes) {
+    _Alignas(64) uint8_t wa[16 * 512];
+    _Alignas(64) float dw[16 * 16];
+    _Alignas(64) int32_t cb[2][16 * 16];
+    const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values));
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    rc_q4_row rows[16];
+    for (uint64_t i = 0; i < 16; i++) rows[i] = rc_q4_row_at(W, out, nb, p + (i < nr ? i : nr - 1));
+    const uint64_t ngroups = (nb + RC_Q4_GROUP - 1) / RC_Q4_GROUP;
+    const uint64_t pf_step = (pf_bytes / ngroups + 63) / 64 * 64;
+    for (uint64_t g = 0; g < ngroups; g++) {
+        const uint64_t b0 = g * RC_Q4_GROUP, n = nb - b0 < RC_Q4_GROUP ? nb - b0 : RC_Q4_GROUP;
+        /* the next panel's codes, a slice per group spread over the rows' unpacking (a burst of prefetches
+         * would stall on the line fill buffers) */
+        const uint64_t pf0 = g * pf_step, pf1 = pf0 + pf_step < pf_bytes ? pf0 + pf_step : pf_bytes;
+        const uint64_t per_row = (pf_step / 16 + 63) / 64 * 64;
+        for (uint64_t i = 0; i < 16; i++) {
+            if (pf)
+                for (uint64_t o = pf0 + i * per_row; o < pf0 + (i + 1) * per_row && o < pf1; o += 64)
+                    _mm_prefetch((const char *)pf + o, _MM_HINT_T1);
+            rc_amx_unpack_row(&rows[i], b0, n, table, wa + 512 * i, dw + 16 * i);
+        }
+        /* the group's blocks, in slot order; tile products two at a time, the next pair's issued before
+         * this pair's scaling so the tile unit works while the vector units scale */
+        uint64_t list[16];
+        int m = 0;
+        for (uint64_t sl = 0; sl < 16; sl++)
+            if (rc_amx_block_of_slot(sl) < n) list[m++] = sl;
+#define RC_AMX_ISSUE(j)                                                                                  \
+        do {                                                                                             \
+            _tile_loadd(RC_T_A0, wa + 32 * list[j], 512);                                                \
+            _tile_loadd(RC_T_B0, XB + (b0 + rc_amx_block_of_slot(list[j])) * 32 * NB, 4 * NB);           \
+            _tile_zero(RC_T_C0);                                                                         \
+            _tile_dpbssd(RC_T_C0, RC_T_A0, RC_T_B0);                                                     \
+            if ((j) + 1 < m) {                                                                           \
+                _tile_loadd(RC_T_A1, wa + 32 * list[(j) + 1], 512);                                      \
+                _tile_loadd(RC_T_B1, XB + (b0 + rc_amx_block_of_slot(list[(j) + 1])) * 32 * NB, 4 * NB); \
+                _tile_zero(RC_T_C1);                                                                     \
+                _tile_dpbssd(RC_T_C1, RC_T_A1, RC_T_B1);                                                 \
+            }                                                                                            \
+        } while (0)
+        RC_AMX_ISSUE(0);
+        for (int j = 0; j < m; j += 2) {
+            const int two = j + 1 < m;
+            _tile_stored(RC_T_C0, cb[0], 4 * NB);
+            if (two) _tile_stored(RC_T_C1, cb[1], 4 * NB);
+            if (j + 2 < m) RC_AMX_ISSUE(j + 2);
+            for (int h = 0; h <= two; h++) {
+                const uint64_t k = rc_amx_block_of_slot(list[j + h]);
+                const float *dwk = dw + k;
+                if (NB == 16) {
+                    const __m512 dx = _mm512_load_ps(DX + (b0 + k) * 16);
+#pragma GCC unroll 16
+                    for (int i = 0; i < 16; i++) {
+                        const __m512 c = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(cb[h] + 16 * i)));
+                        acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(c, dx), _mm512_set1_ps(dwk[16 * i]), acc[i]);
+                    }
+                } else { /* 8 vectors: a register holds two rows */
+                    const __m512 dx = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_load_pd((const double *)(const void *)(DX + (b0 + k) * 8))));
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; i++) {
+                        const __m512 c = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void *)(cb[h] + 16 * i))), dx);
+                        acc[i] = _mm512_mask3_fmadd_ps(c, _mm512_set1_ps(dwk[32 * i]), acc[i], 0x00ff);
+                        acc[i] = _mm512_mask3_fmadd_ps(c, _mm512_set1_ps(dwk[32 * i + 16]), acc[i], 0xff00);
+                    }
+                }
+            }
+        }
+#undef RC_AMX_ISSUE
+    }
+    _Alignas(64) float res[16 * 16]; /* NB 16: [row][vector]; NB 8: [row][8] */
+    for (int i = 0; i < (NB == 16 ? 16 : 8); i++) _mm512_store_ps(res + 16 * i, acc[i]);
+    for (uint64_t t = 0; t < nt; t++)
+        for (uint64_t i = 0; i < nr; i++) Y[t * ldy + p + i] = res[i * NB + t];
+}
+
+/* The activations of vectors [t0, t0 + nt) (the decode path's prepared q4 vectors, quant.h: group order)
+ * -> XB [nb][8 dwords, tile order][NB] int8 x 4 and DX [nb][NB] (vectors past nt: zero). */
+static void rc_amx_rearrange_qx(const uint8_t *X, uint64_t xs, uint64_t nb, uint64_t t0, uint64_t nt, int NB,
+                                uint8_t *XB, float *DX) {
+    int32_t *xb = (int32_t *)(void *)XB;
+    memset(XB, 0, nb * 32 * (uint64_t)NB);
+    memset(DX, 0, nb * 4 * (uint64_t)NB);
+    for (uint64_t t = 0; t < nt; t++) {
+        const uint8_t *v = X + (t0 + t) * xs;
+        const int8_t *q = rc_qx_q(v, nb);
+        const float *d = rc_qx_d(v);
+        for (uint64_t b = 0; b < nb; b++) {
+            const uint64_t g0 = b / RC_Q4_GROUP * RC_Q4_GROUP, n = rc_q4_group_blocks(nb, b), k = b - g0;
+            for (int kp = 0; kp < 8; kp++)
+                xb[(b * 8 + (uint64_t)kp) * (uint64_t)NB + t] = rc_load_i32(q + 32 * g0 + 4 * n * rc_amx_kg[kp] + 4 * k);
+            DX[b * (uint64_t)NB + t] = d[b];
+        }
+    }
+}
+
+static void rc_amx_config(int NB) {
+    _Alignas(64) rc_tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int c = RC_T_C0; c <= RC_T_C1; c++) { cfg.rows[c] = 16; cfg.colsb[c] = (uint16_t)(4 * NB); }
+    for (int a = RC_T_A0; a <= RC_T_A1; a++) { cfg.rows[a] = 16; cfg.colsb[a] = 32; }
+    for (int b = RC_T_B0; b <= RC_T_B1; b++) { cfg.rows[b] = 8; cfg.colsb[b] = (uint16_t)(4 * NB); }
+    _tile_loadconfig(&cfg);
+}
+
+/* rows[q4] of the avx512-amx family: one vector as avx512; 2 or more on the tiles, NB = 8 or 16 at a time. */
+static void rc_rows_q4_amx(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                           uint64_t out) {
+    const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    const int NB = T <= 8 ? 8 : 16;
+    uint8_t *buf = T > 1 ? rc_amx_scratch(nb * 36 * (uint64_t)NB + 64) : NULL;
+    if (!buf) { /* one vector, or no memory for the rearranged activations */
+        rc_rows_q4(W, in, r0, r1, X, T, Y, out);
+        return;
+    }
+    uint8_t *XB = buf;
+    float *DX = (float *)(void *)(buf + nb * 32 * (uint64_t)NB);
+    rc_amx_config(NB);
+    const uint64_t panel_bytes = 16 * nb * 16; /* codes of 16 rows: contiguous */
+    for (uint64_t t0 = 0; t0 < T; t0 += (uint64_t)NB) {
+        const uint64_t nt = T - t0 < (uint64_t)NB ? T - t0 : (uint64_t)NB;
+        rc_amx_rearrange_qx((const uint8_t *)X, xs, nb, t0, nt, NB, XB, DX);
+        for (uint64_t p = r0; p < r1; p += 16) {
+            const uint64_t nr = r1 - p < 16 ? r1 - p : 16;
+            const uint8_t *pf = p + 16 < r1 ? (const uint8_t *)W + (p + 16) * nb * 16 : NULL;
+            const uint64_t pfb = pf ? (r1 - p - 16 < 16 ? r1 - p - 16 : 16) * nb * 16 : 0;
+            if (NB == 16) rc_amx_panel(W, out, nb, p, nr, 16, XB, DX, nt, Y + t0 * out, out, pf, pfb);
+            else rc_amx_panel(W, out, nb, p, nr, 8, XB, DX, nt, Y + t0 * out, out, pf, pfb);
+        }
+    }
+    _tile_release();
+    (void)panel_bytes;
+}
+#endif /* !RC_SIMDE */
+
 const rc_kernel_set rc_kernels_avx512 = {
     .name = "avx512",
     .rows = {[RWKV_DTYPE_F32] = rc_rows_f32, [RWKV_DTYPE_F16] = rc_rows_f16, [RWKV_DTYPE_Q8_0] = rc_rows_q8,
@@ -819,3 +1054,17 @@ const rc_kernel_set rc_kernels_avx512 = {
      * core, in L3) 3.3 ms against 7.3 for the GEMM at 8 vectors, 8.3 / 9.5 at 16, 12.5 / 11.7 at 24 */
     .gemm_min_t = {[RWKV_DTYPE_Q4] = 24},
 };
+
+#if !defined(RC_SIMDE)
+/* avx512 with the q4 products of 2 or more vectors on the AMX tiles (rc_rows_q4_amx; up to 16 vectors per
+ * pass over the weights). Used when the CPU has AMX-INT8 and the OS gave this process the tile state. */
+const rc_kernel_set rc_kernels_avx512_amx = {
+    .name = "avx512-amx",
+    .rows = {[RWKV_DTYPE_F32] = rc_rows_f32, [RWKV_DTYPE_F16] = rc_rows_f16, [RWKV_DTYPE_Q8_0] = rc_rows_q8,
+             [RWKV_DTYPE_Q4] = rc_rows_q4_amx},
+    .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
+             [RWKV_DTYPE_Q4] = rc_gemm_q4},
+    .gx_prepare = rc_gx_prepare_avx512,
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = 17},
+};
+#endif

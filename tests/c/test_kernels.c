@@ -237,7 +237,34 @@ static void test_short_rows(const rc_kernel_set *ks, uint32_t dtype) {
     for (int special = 1; special <= 4; special++) compare(ks, dtype, 37, 64, 2, special);
 }
 
+/* Small batches through the rows functions (batched decode: B sequences, one token each): every q4 rows
+ * function that takes several vectors (avx512 up to 8 per pass, avx512-amx 8 or 16 per tile pass) on rows
+ * cut anywhere around the 16-row panels (1, 15-17, 31, 33, 100), 2 to 70 blocks (whole and short code groups,
+ * short super-blocks), T = 2 .. 40 (across the 8 / 16 vector tiles and their remainders), and a pool of 2
+ * threads splitting the rows into tasks. */
+static void test_small_batches(const rc_kernel_set *ks) {
+    static const uint64_t rows_list[] = {1, 15, 16, 17, 31, 33, 100};
+    static const uint64_t blocks[] = {2, 3, 9, 15, 16, 17, 31, 33, 64, 70};
+    static const uint64_t T_list[] = {2, 3, 5, 7, 8, 9, 12, 15, 16, 17, 23, 40};
+    int i = 0;
+    for (int c = 0; c < 10; c++)
+        for (int r = 0; r < 7; r++, i++)
+            compare_on(ks, RWKV_DTYPE_Q4, rows_list[r], blocks[c] * RC_QK, T_list[i % 12], 0, RC_PATH_ROWS, NULL);
+    for (int special = 1; special <= 4; special++) {
+        compare_on(ks, RWKV_DTYPE_Q4, 21, 19 * RC_QK, 8, special, RC_PATH_ROWS, NULL);
+        compare_on(ks, RWKV_DTYPE_Q4, 18, 35 * RC_QK, 13, special, RC_PATH_ROWS, NULL);
+    }
+    rc_pool *pool = rc_pool_new(2);
+    if (pool) {
+        compare_on(ks, RWKV_DTYPE_Q4, 300, 96 * RC_QK, 8, 0, RC_PATH_ROWS, pool);
+        compare_on(ks, RWKV_DTYPE_Q4, 133, 130 * RC_QK, 16, 0, RC_PATH_ROWS, pool);
+        compare_on(ks, RWKV_DTYPE_Q4, 77, 40 * RC_QK, 5, 0, RC_PATH_AUTO, pool);
+        rc_pool_free(pool);
+    }
+}
+
 static void test_family(const rc_kernel_set *ks) {
+    test_small_batches(ks);
     test_gx_prepare(ks);
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     static const uint64_t rows_list[] = {1, 3, 17, 64};
@@ -404,8 +431,8 @@ static void test_exp(void) {
 int main(void) {
     test_relu_sq();
     test_exp();
-    const char *families[] = {"avx512", "avx2", "neon-dotprod", "neon"};
-    for (int i = 0; i < 4; i++) {
+    const char *families[] = {"avx512-amx", "avx512", "avx2", "neon-dotprod", "neon"};
+    for (int i = 0; i < 5; i++) {
         const rc_kernel_set *ks = rc_kernels_by_name(families[i]);
         if (!ks) {
             printf("skip %s: %s\n", families[i], rwkv_last_error());
