@@ -13,7 +13,14 @@ single-token `forward` calls (after --warmup), and the round's figure for a mode
 
     relative ratio = (ms/token / bytes per token) of the model / (the same) of the first model
 
-which equals the ratio of their roofline ratios, as both saw the machine's bandwidth of that minute. Where memory
+which equals the ratio of their roofline ratios, as both saw the machine's bandwidth of that minute.
+
+--fresh DIR copies each model into DIR (a tmpfs such as /dev/shm: no writeback) right before its turn and deletes
+the copy after it, so every round reads each model from newly allocated pages. On this VM the host places a
+guest's pages in memory of mixed speeds and a file's pages keep their place while it stays cached (one 1.5b file
+and its identical copy decoded at 48 and 30 ms/token in the same minute), so without --fresh a comparison of two
+files measures, besides their code, where their pages happened to land; with it, each round draws new places for
+every model, and the median over rounds compares the code. Where memory
 is of mixed speeds, each model's pages have their own bandwidth (this VM: two copies of one file decoded at 30
 and 48 ms/token), so the tool also measures, right after each model's decode, the streaming read of its own
 weights (rwkv_measure_weights_bandwidth) and reports the roofline ratio against that, and its ratio to the first
@@ -22,6 +29,7 @@ model's: the figure that compares the versions' code rather than where their pag
 import argparse
 import gc
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -39,13 +47,15 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=48, help="single-token forward calls per model and round")
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fresh", metavar="DIR", help="decode a new copy of each model in DIR every round (see above)")
     args = ap.parse_args()
 
-    for path in args.models:                          # the files in the page cache, as `bench run` has them
-        with open(path, "rb", buffering=0) as f:
-            buf = bytearray(16 << 20)
-            while f.readinto(buf):
-                pass
+    if not args.fresh:
+        for path in args.models:                      # the files in the page cache, as `bench run` has them
+            with open(path, "rb", buffering=0) as f:
+                buf = bytearray(16 << 20)
+                while f.readinto(buf):
+                    pass
     rng = np.random.default_rng(0)
     nbytes = [0] * len(args.models)
     ms = [[] for _ in args.models]
@@ -58,6 +68,10 @@ def main() -> int:
         per_byte = [0.0] * n
         for i in [(rnd + k) % n for k in range(n)]:   # each round starts one model later: no model always first
             path = args.models[i]
+            if args.fresh:
+                copy = os.path.join(args.fresh, f"bench_versions_{os.getpid()}_{i}.rwkv")
+                shutil.copyfile(args.models[i], copy)
+                path = copy
             # one model at a time: an idle model's pool threads would otherwise wait beside the measured one
             m = rwkv_cpu.Model(path, n_threads=args.threads)
             nbytes[i] = bytes_per_token(m)["total"]
@@ -73,11 +87,14 @@ def main() -> int:
                 bw.append(read_bandwidth(m, default_bandwidth_bytes(), 1))
             del s, m
             gc.collect()
+            if args.fresh:
+                os.unlink(path)
         for i in range(len(args.models)):
             rel[i].append(per_byte[i] / per_byte[0])
     gbs = statistics.median(bw) / 1e9
     print(f"{args.rounds} rounds x {args.tokens} tokens, {args.threads} threads, read bandwidth {gbs:.1f} GB/s "
-          f"(median; rounds {min(bw) / 1e9:.1f}-{max(bw) / 1e9:.1f}), load {os.getloadavg()[0]:.2f}")
+          f"(median; rounds {min(bw) / 1e9:.1f}-{max(bw) / 1e9:.1f}), load {os.getloadavg()[0]:.2f}"
+          + (f", a fresh copy of each model every round (in {args.fresh})" if args.fresh else ""))
     base = own[0]
     for i, path in enumerate(args.models):
         t = statistics.median(ms[i])
