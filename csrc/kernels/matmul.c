@@ -31,7 +31,9 @@ static int rc_family_runs(const char *name) {
 /* best first */
 static const rc_family rc_families[] = {
 #if defined(__x86_64__)
+#if defined(RC_HAVE_AMX)
     {"avx512-amx", &rc_kernels_avx512_amx, "amx-tile amx-int8 (and the avx512 family's)"},
+#endif
     {"avx512", &rc_kernels_avx512, "avx512f avx512bw avx512vl avx512vnni (and avx2 fma f16c)"},
     {"avx2", &rc_kernels_avx2, "avx2 fma f16c"},
 #endif

@@ -824,7 +824,7 @@ static void rc_gx_prepare_avx512(const float *X, uint64_t in, uint64_t t0, uint6
  * No offset: both operands are signed. The integers equal the scalar reference's block sums; only the
  * float summation order differs. Tile state: configured per call, released before returning (so a context
  * switch between calls saves none). */
-#if !defined(RC_SIMDE)
+#if defined(RC_HAVE_AMX) && !defined(RC_SIMDE)
 typedef struct {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
@@ -1013,13 +1013,19 @@ static void rc_amx_config(int NB) {
     _tile_loadconfig(&cfg);
 }
 
-/* rows[q4] of the avx512-amx family: one vector as avx512; 2 or more on the tiles, NB = 8 or 16 at a time. */
+/* Fewer vectors than this take the avx512 family's rows function. Measured (Eagle-7B q4, 2 threads, whole
+ * batched-decode steps, docs/PERFORMANCE.md): at 8 vectors the tiles' step took about 1.3x the VNNI one (each
+ * 16-row panel's unpacking, tile stores and per-block scaling do not shrink with the vectors), at 16 vectors
+ * about 0.8x (16 vectors in one tile pass, against two passes of 8). */
+#define RC_AMX_MIN_T 9
+
+/* rows[q4] of the avx512-amx family: up to 8 vectors as avx512; 9 or more on the tiles, 16 at a time. */
 static void rc_rows_q4_amx(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                            uint64_t out) {
     const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
     const int NB = T <= 8 ? 8 : 16;
-    uint8_t *buf = T > 1 ? rc_amx_scratch(nb * 36 * (uint64_t)NB + 64) : NULL;
-    if (!buf) { /* one vector, or no memory for the rearranged activations */
+    uint8_t *buf = T >= RC_AMX_MIN_T ? rc_amx_scratch(nb * 36 * (uint64_t)NB + 64) : NULL;
+    if (!buf) { /* few vectors, or no memory for the rearranged activations */
         rc_rows_q4(W, in, r0, r1, X, T, Y, out);
         return;
     }
@@ -1041,7 +1047,7 @@ static void rc_rows_q4_amx(const void *W, uint64_t in, uint64_t r0, uint64_t r1,
     _tile_release();
     (void)panel_bytes;
 }
-#endif /* !RC_SIMDE */
+#endif /* RC_HAVE_AMX && !RC_SIMDE */
 
 const rc_kernel_set rc_kernels_avx512 = {
     .name = "avx512",
@@ -1055,7 +1061,7 @@ const rc_kernel_set rc_kernels_avx512 = {
     .gemm_min_t = {[RWKV_DTYPE_Q4] = 24},
 };
 
-#if !defined(RC_SIMDE)
+#if defined(RC_HAVE_AMX) && !defined(RC_SIMDE)
 /* avx512 with the q4 products of 2 or more vectors on the AMX tiles (rc_rows_q4_amx; up to 16 vectors per
  * pass over the weights). Used when the CPU has AMX-INT8 and the OS gave this process the tile state. */
 const rc_kernel_set rc_kernels_avx512_amx = {
