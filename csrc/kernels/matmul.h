@@ -44,7 +44,13 @@ typedef struct {
     /* The q4 GEMM activation step (gemm.h, rc_gx_prepare's signature and results, bit for bit); NULL =
      * the portable rc_gx_prepare. */
     void (*gx_prepare)(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const void *cs, void *out);
+    /* The instruction set the family's CPU check covers, for plain C loops compiled in several copies
+     * (ops/wkv.c): RC_ISA_BASE (0, the default), RC_ISA_AVX2, RC_ISA_AVX512. */
+    uint8_t isa;
 } rc_kernel_set;
+#define RC_ISA_BASE 0
+#define RC_ISA_AVX2 1
+#define RC_ISA_AVX512 2
 
 extern const rc_kernel_set rc_kernels_scalar;
 extern const rc_kernel_set rc_kernels_avx2;         /* x86-64 only */

@@ -586,4 +586,5 @@ const rc_kernel_set rc_kernels_avx2 = {
              [RWKV_DTYPE_Q4] = rc_rows_q4},
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
+    .isa = RC_ISA_AVX2,
 };

@@ -817,10 +817,10 @@ static void rc_gx_prepare_avx512(const float *X, uint64_t in, uint64_t t0, uint6
  *   A   16 rows of W x one block (32 signed codebook values), from WA: a panel's 16-block group of codes
  *       unpacked per row (4 x 4 dword transposes of the 4 code chunks, then the table lookup: a block's
  *       32 weights in the dword order 0 2 4 6 1 3 5 7 of input order, rows 512 bytes apart)
- *   B   the vectors' int8 activations of that block in the same dword order, 8 rows of NB dwords (XB,
- *       rearranged once per call from the decode path's prepared vectors; NB = 8 or 16 vectors)
- *   C   16 rows x NB exact int32 block sums, then one conversion and one FMA per row by d_w[row, b] d_x[t, b]
- *       (zmm: 16 vectors of a row, or 8 vectors of two rows with masked FMAs), in registers for the panel.
+ *   B   the vectors' int8 activations of that block in the same dword order, 8 rows of RC_AMX_NB = 16 dwords
+ *       (XB, rearranged once per call from the decode path's prepared vectors; vectors past T are zero)
+ *   C   16 rows x 16 exact int32 block sums, then one conversion and one FMA per row by d_w[row, b] d_x[t, b]
+ *       (a zmm holds the 16 vectors of a row), in registers for the panel.
  * No offset: both operands are signed. The integers equal the scalar reference's block sums; only the
  * float summation order differs. Tile state: configured per call, released before returning (so a context
  * switch between calls saves none). */
@@ -838,6 +838,7 @@ typedef struct {
 #define RC_T_A1 3
 #define RC_T_B0 4
 #define RC_T_B1 5
+#define RC_AMX_NB 16 /* vectors per pass over the weights (B's and C's columns) */
 
 /* The per-thread buffer of the rearranged activations (grown as needed, freed when the thread ends). */
 static pthread_key_t rc_amx_key;
@@ -901,10 +902,10 @@ static inline void rc_amx_unpack_row(const rc_q4_row *r, uint64_t b0, uint64_t n
     _mm512_store_ps(dw, whole ? rc_q4_scales16(r, b0) : rc_q4_scales_short(r, b0, n, (__mmask16)((1u << n) - 1)));
 }
 
-/* Rows [p, p + nr) (nr <= 16) against one tile of NB vectors (XB / DX, already rearranged): Y[t0 + t, p + i]
+/* Rows [p, p + nr) (nr <= 16) against one tile of RC_AMX_NB vectors (XB / DX, already rearranged): Y[t0 + t, p + i]
  * for t < nt. */
 static inline __attribute__((always_inline)) void rc_amx_panel(const void *W, uint64_t out, uint64_t nb, uint64_t p,
-                                                               uint64_t nr, const int NB, const uint8_t *XB,
+                                                               uint64_t nr, const uint8_t *XB,
                                                                const float *DX, uint64_t nt, float *Y, uint64_t ldy,
                                                                const uint8_t *pf, uint64_t pf_bytes) {
     _Alignas(64) uint8_t wa[16 * 512];
@@ -938,12 +939,12 @@ static inline __attribute__((always_inline)) void rc_amx_panel(const void *W, ui
 #define RC_AMX_ISSUE(j)                                                                                  \
         do {                                                                                             \
             _tile_loadd(RC_T_A0, wa + 32 * list[j], 512);                                                \
-            _tile_loadd(RC_T_B0, XB + (b0 + rc_amx_block_of_slot(list[j])) * 32 * NB, 4 * NB);           \
+            _tile_loadd(RC_T_B0, XB + (b0 + rc_amx_block_of_slot(list[j])) * 32 * RC_AMX_NB, 4 * RC_AMX_NB);           \
             _tile_zero(RC_T_C0);                                                                         \
             _tile_dpbssd(RC_T_C0, RC_T_A0, RC_T_B0);                                                     \
             if ((j) + 1 < m) {                                                                           \
                 _tile_loadd(RC_T_A1, wa + 32 * list[(j) + 1], 512);                                      \
-                _tile_loadd(RC_T_B1, XB + (b0 + rc_amx_block_of_slot(list[(j) + 1])) * 32 * NB, 4 * NB); \
+                _tile_loadd(RC_T_B1, XB + (b0 + rc_amx_block_of_slot(list[(j) + 1])) * 32 * RC_AMX_NB, 4 * RC_AMX_NB); \
                 _tile_zero(RC_T_C1);                                                                     \
                 _tile_dpbssd(RC_T_C1, RC_T_A1, RC_T_B1);                                                 \
             }                                                                                            \
@@ -951,45 +952,35 @@ static inline __attribute__((always_inline)) void rc_amx_panel(const void *W, ui
         RC_AMX_ISSUE(0);
         for (int j = 0; j < m; j += 2) {
             const int two = j + 1 < m;
-            _tile_stored(RC_T_C0, cb[0], 4 * NB);
-            if (two) _tile_stored(RC_T_C1, cb[1], 4 * NB);
+            _tile_stored(RC_T_C0, cb[0], 4 * RC_AMX_NB);
+            if (two) _tile_stored(RC_T_C1, cb[1], 4 * RC_AMX_NB);
             if (j + 2 < m) RC_AMX_ISSUE(j + 2);
             for (int h = 0; h <= two; h++) {
                 const uint64_t k = rc_amx_block_of_slot(list[j + h]);
                 const float *dwk = dw + k;
-                if (NB == 16) {
-                    const __m512 dx = _mm512_load_ps(DX + (b0 + k) * 16);
+                const __m512 dx = _mm512_load_ps(DX + (b0 + k) * 16);
 #pragma GCC unroll 16
-                    for (int i = 0; i < 16; i++) {
-                        const __m512 c = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(cb[h] + 16 * i)));
-                        acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(c, dx), _mm512_set1_ps(dwk[16 * i]), acc[i]);
-                    }
-                } else { /* 8 vectors: a register holds two rows */
-                    const __m512 dx = _mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_load_pd((const double *)(const void *)(DX + (b0 + k) * 8))));
-#pragma GCC unroll 8
-                    for (int i = 0; i < 8; i++) {
-                        const __m512 c = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const void *)(cb[h] + 16 * i))), dx);
-                        acc[i] = _mm512_mask3_fmadd_ps(c, _mm512_set1_ps(dwk[32 * i]), acc[i], 0x00ff);
-                        acc[i] = _mm512_mask3_fmadd_ps(c, _mm512_set1_ps(dwk[32 * i + 16]), acc[i], 0xff00);
-                    }
+                for (int i = 0; i < 16; i++) {
+                    const __m512 c = _mm512_cvtepi32_ps(_mm512_load_si512((const void *)(cb[h] + 16 * i)));
+                    acc[i] = _mm512_fmadd_ps(_mm512_mul_ps(c, dx), _mm512_set1_ps(dwk[16 * i]), acc[i]);
                 }
             }
         }
 #undef RC_AMX_ISSUE
     }
-    _Alignas(64) float res[16 * 16]; /* NB 16: [row][vector]; NB 8: [row][8] */
-    for (int i = 0; i < (NB == 16 ? 16 : 8); i++) _mm512_store_ps(res + 16 * i, acc[i]);
+    _Alignas(64) float res[16 * 16]; /* [row][vector] */
+    for (int i = 0; i < 16; i++) _mm512_store_ps(res + 16 * i, acc[i]);
     for (uint64_t t = 0; t < nt; t++)
-        for (uint64_t i = 0; i < nr; i++) Y[t * ldy + p + i] = res[i * NB + t];
+        for (uint64_t i = 0; i < nr; i++) Y[t * ldy + p + i] = res[i * RC_AMX_NB + t];
 }
 
 /* The activations of vectors [t0, t0 + nt) (the decode path's prepared q4 vectors, quant.h: group order)
- * -> XB [nb][8 dwords, tile order][NB] int8 x 4 and DX [nb][NB] (vectors past nt: zero). */
-static void rc_amx_rearrange_qx(const uint8_t *X, uint64_t xs, uint64_t nb, uint64_t t0, uint64_t nt, int NB,
-                                uint8_t *XB, float *DX) {
+ * -> XB [nb][8 dwords, tile order][RC_AMX_NB] int8 x 4 and DX [nb][RC_AMX_NB] (vectors past nt: zero). */
+static void rc_amx_rearrange_qx(const uint8_t *X, uint64_t xs, uint64_t nb, uint64_t t0, uint64_t nt, uint8_t *XB,
+                                float *DX) {
     int32_t *xb = (int32_t *)(void *)XB;
-    memset(XB, 0, nb * 32 * (uint64_t)NB);
-    memset(DX, 0, nb * 4 * (uint64_t)NB);
+    memset(XB, 0, nb * 32 * (uint64_t)RC_AMX_NB);
+    memset(DX, 0, nb * 4 * (uint64_t)RC_AMX_NB);
     for (uint64_t t = 0; t < nt; t++) {
         const uint8_t *v = X + (t0 + t) * xs;
         const int8_t *q = rc_qx_q(v, nb);
@@ -997,19 +988,19 @@ static void rc_amx_rearrange_qx(const uint8_t *X, uint64_t xs, uint64_t nb, uint
         for (uint64_t b = 0; b < nb; b++) {
             const uint64_t g0 = b / RC_Q4_GROUP * RC_Q4_GROUP, n = rc_q4_group_blocks(nb, b), k = b - g0;
             for (int kp = 0; kp < 8; kp++)
-                xb[(b * 8 + (uint64_t)kp) * (uint64_t)NB + t] = rc_load_i32(q + 32 * g0 + 4 * n * rc_amx_kg[kp] + 4 * k);
-            DX[b * (uint64_t)NB + t] = d[b];
+                xb[(b * 8 + (uint64_t)kp) * (uint64_t)RC_AMX_NB + t] = rc_load_i32(q + 32 * g0 + 4 * n * rc_amx_kg[kp] + 4 * k);
+            DX[b * (uint64_t)RC_AMX_NB + t] = d[b];
         }
     }
 }
 
-static void rc_amx_config(int NB) {
+static void rc_amx_config(void) {
     _Alignas(64) rc_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
-    for (int c = RC_T_C0; c <= RC_T_C1; c++) { cfg.rows[c] = 16; cfg.colsb[c] = (uint16_t)(4 * NB); }
+    for (int c = RC_T_C0; c <= RC_T_C1; c++) { cfg.rows[c] = 16; cfg.colsb[c] = (uint16_t)(4 * RC_AMX_NB); }
     for (int a = RC_T_A0; a <= RC_T_A1; a++) { cfg.rows[a] = 16; cfg.colsb[a] = 32; }
-    for (int b = RC_T_B0; b <= RC_T_B1; b++) { cfg.rows[b] = 8; cfg.colsb[b] = (uint16_t)(4 * NB); }
+    for (int b = RC_T_B0; b <= RC_T_B1; b++) { cfg.rows[b] = 8; cfg.colsb[b] = (uint16_t)(4 * RC_AMX_NB); }
     _tile_loadconfig(&cfg);
 }
 
@@ -1019,33 +1010,30 @@ static void rc_amx_config(int NB) {
  * about 0.8x (16 vectors in one tile pass, against two passes of 8). */
 #define RC_AMX_MIN_T 9
 
-/* rows[q4] of the avx512-amx family: up to 8 vectors as avx512; 9 or more on the tiles, 16 at a time. */
+/* rows[q4] of the avx512-amx family: up to 8 vectors as avx512; 9 or more on the tiles, 16 at a time (an
+ * 8-vector form, two blocks per tile product, measured no faster in whole batches: docs/PERFORMANCE.md). */
 static void rc_rows_q4_amx(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                            uint64_t out) {
     const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    const int NB = T <= 8 ? 8 : 16;
-    uint8_t *buf = T >= RC_AMX_MIN_T ? rc_amx_scratch(nb * 36 * (uint64_t)NB + 64) : NULL;
+    uint8_t *buf = T >= RC_AMX_MIN_T ? rc_amx_scratch(nb * 36 * (uint64_t)RC_AMX_NB + 64) : NULL;
     if (!buf) { /* few vectors, or no memory for the rearranged activations */
         rc_rows_q4(W, in, r0, r1, X, T, Y, out);
         return;
     }
     uint8_t *XB = buf;
-    float *DX = (float *)(void *)(buf + nb * 32 * (uint64_t)NB);
-    rc_amx_config(NB);
-    const uint64_t panel_bytes = 16 * nb * 16; /* codes of 16 rows: contiguous */
-    for (uint64_t t0 = 0; t0 < T; t0 += (uint64_t)NB) {
-        const uint64_t nt = T - t0 < (uint64_t)NB ? T - t0 : (uint64_t)NB;
-        rc_amx_rearrange_qx((const uint8_t *)X, xs, nb, t0, nt, NB, XB, DX);
+    float *DX = (float *)(void *)(buf + nb * 32 * (uint64_t)RC_AMX_NB);
+    rc_amx_config();
+    for (uint64_t t0 = 0; t0 < T; t0 += RC_AMX_NB) {
+        const uint64_t nt = T - t0 < RC_AMX_NB ? T - t0 : RC_AMX_NB;
+        rc_amx_rearrange_qx((const uint8_t *)X, xs, nb, t0, nt, XB, DX);
         for (uint64_t p = r0; p < r1; p += 16) {
             const uint64_t nr = r1 - p < 16 ? r1 - p : 16;
             const uint8_t *pf = p + 16 < r1 ? (const uint8_t *)W + (p + 16) * nb * 16 : NULL;
             const uint64_t pfb = pf ? (r1 - p - 16 < 16 ? r1 - p - 16 : 16) * nb * 16 : 0;
-            if (NB == 16) rc_amx_panel(W, out, nb, p, nr, 16, XB, DX, nt, Y + t0 * out, out, pf, pfb);
-            else rc_amx_panel(W, out, nb, p, nr, 8, XB, DX, nt, Y + t0 * out, out, pf, pfb);
+            rc_amx_panel(W, out, nb, p, nr, XB, DX, nt, Y + t0 * out, out, pf, pfb);
         }
     }
     _tile_release();
-    (void)panel_bytes;
 }
 #endif /* RC_HAVE_AMX && !RC_SIMDE */
 
@@ -1059,6 +1047,7 @@ const rc_kernel_set rc_kernels_avx512 = {
     /* q4: rc_rows_q4 keeps two rows' codes in registers for up to 8 vectors; measured (14336x4096, one
      * core, in L3) 3.3 ms against 7.3 for the GEMM at 8 vectors, 8.3 / 9.5 at 16, 12.5 / 11.7 at 24 */
     .gemm_min_t = {[RWKV_DTYPE_Q4] = 24},
+    .isa = RC_ISA_AVX512,
 };
 
 #if defined(RC_HAVE_AMX) && !defined(RC_SIMDE)
@@ -1072,5 +1061,6 @@ const rc_kernel_set rc_kernels_avx512_amx = {
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
     .gx_prepare = rc_gx_prepare_avx512,
     .gemm_min_t = {[RWKV_DTYPE_Q4] = 17},
+    .isa = RC_ISA_AVX512,
 };
 #endif

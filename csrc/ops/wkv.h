@@ -32,4 +32,13 @@ void rc_wkv5(uint64_t t0, uint64_t t1, uint64_t A, uint64_t N, const float *r, c
 void rc_wkv7(uint64_t t0, uint64_t t1, uint64_t A, uint64_t N, const float *r, const float *w, const float *k,
              const float *v, const float *kk, const float *b, float *S, float *y);
 
+/* The same with the copy compiled for an instruction set chosen by the caller (RC_ISA_*, kernels/matmul.h;
+ * the baseline where this build has no such copy): for tests. rc_wkv5 / rc_wkv7 run the copy of the kernel
+ * family in use. The copies' results are bit-identical. */
+void rc_wkv5_isa(int isa, uint64_t t0, uint64_t t1, uint64_t A, uint64_t N, const float *r, const float *k,
+                 const float *v, const float *u, uint64_t u_step, const float *w, uint64_t w_step, uint64_t w_tstep,
+                 float *S, float *y);
+void rc_wkv7_isa(int isa, uint64_t t0, uint64_t t1, uint64_t A, uint64_t N, const float *r, const float *w,
+                 const float *k, const float *v, const float *kk, const float *b, float *S, float *y);
+
 #endif

@@ -18,6 +18,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "ops/ops.h"
+#include "ops/wkv.h"
 
 #ifdef RC_TEST_SIMDE
 extern const rc_kernel_set rc_kernels_avx512_simde;
@@ -428,9 +429,51 @@ static void test_exp(void) {
     check(ok, "ops", "sigmoid", RWKV_DTYPE_F32, 1, 67);
 }
 
+/* The WKV recurrences' AVX2 and AVX-512 copies (ops/wkv.c) against the baseline copy, bit for bit: v5 with a
+ * per-channel and a per-head decay, v6's per-token decay, v7; head sizes with vector tails; 3 tokens, two
+ * heads (the second read at its offset). Copies this CPU cannot run are left out. */
+static void test_wkv_isa(void) {
+    static const struct { int isa; const char *family; } copies[] = {{RC_ISA_AVX2, "avx2"}, {RC_ISA_AVX512, "avx512"}};
+    for (size_t c = 0; c < sizeof copies / sizeof copies[0]; c++) {
+        if (!rc_kernels_by_name(copies[c].family)) {
+            printf("skip the WKV copy for %s: %s\n", copies[c].family, rwkv_last_error());
+            continue;
+        }
+        static const uint64_t sizes[] = {64, 17, 8, 3};
+        for (size_t z = 0; z < 4; z++) {
+            const uint64_t N = sizes[z], A = 2 * N, T = 3, o = N; /* head 1 */
+            float r[3 * 128], k[3 * 128], v[3 * 128], w[3 * 128], u[128], kk[3 * 128], b[3 * 128];
+            float S0[64 * 64], S1[64 * 64], y0[3 * 128], y1[3 * 128];
+            for (int variant = 0; variant < 4; variant++) { /* v5.2, v5.0 (per head), v6 (per token), v7 */
+                for (uint64_t i = 0; i < T * A; i++) {
+                    r[i] = frand(); k[i] = frand(); v[i] = gauss(); kk[i] = frand() * 0.2f; b[i] = frand() * 0.2f;
+                    w[i] = 0.5f + 0.49f * frand();
+                }
+                for (uint64_t i = 0; i < A; i++) u[i] = frand();
+                for (uint64_t i = 0; i < N * N; i++) S0[i] = S1[i] = gauss();
+                memset(y0, 0, sizeof y0);
+                memset(y1, 0, sizeof y1);
+                if (variant == 3) {
+                    rc_wkv7_isa(RC_ISA_BASE, 0, T, A, N, r + o, w + o, k + o, v + o, kk + o, b + o, S0, y0 + o);
+                    rc_wkv7_isa(copies[c].isa, 0, T, A, N, r + o, w + o, k + o, v + o, kk + o, b + o, S1, y1 + o);
+                } else {
+                    const uint64_t step = variant == 1 ? 0 : 1, tstep = variant == 2 ? A : 0;
+                    rc_wkv5_isa(RC_ISA_BASE, 0, T, A, N, r + o, k + o, v + o, u + o, step, w + o, step, tstep, S0, y0 + o);
+                    rc_wkv5_isa(copies[c].isa, 0, T, A, N, r + o, k + o, v + o, u + o, step, w + o, step, tstep, S1,
+                                y1 + o);
+                }
+                const int ok = memcmp(S0, S1, N * N * sizeof(float)) == 0 && memcmp(y0, y1, sizeof y0) == 0;
+                static const char *what[] = {"wkv5 copy", "wkv5 copy, per-head decay", "wkv6 copy", "wkv7 copy"};
+                check(ok, copies[c].family, what[variant], RWKV_DTYPE_F32, N, T);
+            }
+        }
+    }
+}
+
 int main(void) {
     test_relu_sq();
     test_exp();
+    test_wkv_isa();
     const char *families[] = {"avx512-amx", "avx512", "avx2", "neon-dotprod", "neon"};
     for (int i = 0; i < 5; i++) {
         const rc_kernel_set *ks = rc_kernels_by_name(families[i]);
