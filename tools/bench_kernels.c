@@ -6,7 +6,10 @@
  *                                               RWKV_BENCH_DTYPE=f32|f16|q8|q4 one dtype only,
  *                                               RWKV_BENCH_CACHE=1 the in-cache shape only,
  *                                               RWKV_BENCH_SHAPE=0..7 one shape only,
- *                                               RWKV_BENCH_NO_SHORT=1 not shapes 5-7)
+ *                                               RWKV_BENCH_NO_SHORT=1 not shapes 5-7,
+ *                                               RWKV_BENCH_T=N products of N vectors, batched decode,
+ *                                               RWKV_BENCH_ROWS=R the rows-alone shape's rows (default 64),
+ *                                               RWKV_BENCH_HUGE=1 matrices in transparent huge pages)
  *
  * For each shape (rows x in: 4096x4096, 14336x4096, 4096x14336, 65536x4096), dtype (f32, f16, q8, q4) and
  * thread count (1, 2): the median over reps of one T=1 product through rc_matmul on a persistent pool,
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/mman.h>
 
 #include "core/threadpool.h"
 #include "kernels/matmul.h"
@@ -55,6 +59,8 @@ static void read_task(void *ctx, int task, int n_tasks) {
     j->sink[task * 8 % 64] = s0 ^ s1 ^ s2 ^ s3;
 }
 
+static uint64_t bench_T = 1; /* vectors per product (RWKV_BENCH_T): 1 is decode, 2..16 batched decode */
+
 /* Median times of a and b over reps, measured alternately (a, b, a, b, ...) so that both see the same
  * load on a shared machine; one warm-up call of each first. */
 static double best_a; /* the fastest product of the last median_times: the unloaded speed on a busy machine */
@@ -77,11 +83,27 @@ static void median_times(int reps, void (*a)(void *), void (*b)(void *), void *a
     *tb = t[1][reps / 2];
 }
 
+/* A matrix copy: rc_alloc, or with RWKV_BENCH_HUGE=1 2 MB-aligned anonymous memory advised for transparent
+ * huge pages (what the TLB costs the weight stream). */
+static int bench_huge(void) { const char *e = getenv("RWKV_BENCH_HUGE"); return e && *e == '1'; }
+static uint8_t *bench_alloc(uint64_t bytes) {
+    if (!bench_huge()) return rc_alloc(bytes);
+    const uint64_t len = (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20);
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    madvise(p, len, MADV_HUGEPAGE);
+    return p;
+}
+static void bench_free(void *p, uint64_t bytes) {
+    if (!bench_huge()) { rc_free(p); return; }
+    munmap(p, (bytes + (2u << 20) - 1) / (2u << 20) * (2u << 20));
+}
+
 /* copies of the matrix, used in turn (products and reads each walk their own turn over all of them) */
 typedef struct { rc_pool *pool; rc_tensor *w; float *x, *y; read_job *rj; int n_copies, next_m, next_r; } bench_ctx;
 static void run_matmul(void *a) {
     bench_ctx *c = a;
-    rc_matmul(c->pool, &c->w[c->next_m], c->x, 1, c->y);
+    rc_matmul(c->pool, &c->w[c->next_m], c->x, bench_T, c->y);
     c->next_m = (c->next_m + 1) % c->n_copies;
 }
 static void run_read(void *a) {
@@ -114,14 +136,14 @@ static void fill(uint8_t *w, uint32_t dtype, uint64_t rows, uint64_t in, uint64_
 static void rows_alone(uint32_t dtype, int reps, uint64_t rows, uint64_t in) {
     const uint64_t bytes = rc_row_bytes(dtype, in) * rows;
     uint8_t *w = rc_alloc(bytes);
-    float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
-    void *qx = rc_alloc(rc_qx_stride(RWKV_DTYPE_Q8_0, in));
+    float *x = rc_alloc(bench_T * in * sizeof(float)), *y = rc_alloc(bench_T * rows * sizeof(float));
+    void *qx = rc_alloc(bench_T * rc_qx_stride(RWKV_DTYPE_Q8_0, in));
     if (!w || !x || !y || !qx) { printf("out of memory\n"); exit(1); }
     fill(w, dtype, rows, in, bytes, 7);
-    for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    for (uint64_t i = 0; i < bench_T * in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     const void *X = x;
     if (dtype == RWKV_DTYPE_Q8_0 || dtype == RWKV_DTYPE_Q4) {
-        rc_qx_prepare(dtype, x, in, 1, NULL, qx);
+        rc_qx_prepare(dtype, x, in, bench_T, NULL, qx);
         X = qx;
     }
     const rc_kernel_set *ks = rc_kernels();
@@ -129,12 +151,13 @@ static void rows_alone(uint32_t dtype, int reps, uint64_t rows, uint64_t in) {
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t0 = now();
-        fn(w, in, 0, rows, X, 1, y, rows);
+        fn(w, in, 0, rows, X, bench_T, y, rows);
         double t = now() - t0;
         best = t < best ? t : best;
     }
-    printf("rows function alone, %llux%llu %-5s best %8.1f G weights/s %8.1f GB/s\n", (unsigned long long)rows,
-           (unsigned long long)in, rwkv_dtype_name(dtype), rows * in / best / 1e9, bytes / best / 1e9);
+    printf("rows function alone, %llux%llu %-5s T=%llu best %8.1f G weights/s %8.1f GB/s\n", (unsigned long long)rows,
+           (unsigned long long)in, rwkv_dtype_name(dtype), (unsigned long long)bench_T, rows * in / best / 1e9,
+           bytes / best / 1e9);
     rc_free(w); rc_free(x); rc_free(y); rc_free(qx);
 }
 
@@ -142,13 +165,16 @@ int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1) reps = 1;
     if (reps > 4096) reps = 4096;
+    const char *t_env = getenv("RWKV_BENCH_T");
+    if (t_env && atoi(t_env) >= 1 && atoi(t_env) <= 256) bench_T = (uint64_t)atoi(t_env);
     static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {256, 4096},
                                          {2048, 32},   {2048, 64},    {2048, 128}};
     enum { N_SHAPES = 8, MAX_COPIES = 4096 };
     const char *mb_env = getenv("RWKV_BENCH_MB");
     const uint64_t pool_bytes = (uint64_t)(mb_env ? atof(mb_env) : 1536.0) * 1000000;
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
-    printf("kernel family: %s, cpu: %s, median of %d\n", rwkv_kernel_name(), rwkv_cpu_features(), reps);
+    printf("kernel family: %s, cpu: %s, median of %d, %llu vector(s) per product\n", rwkv_kernel_name(),
+           rwkv_cpu_features(), reps, (unsigned long long)bench_T);
     printf("%-12s %-5s %3s %10s %6s %9s %9s %9s %8s %7s %9s\n", "rows x in", "dtype", "thr", "MB", "copies", "ms", "GB/s",
            "read GB/s", "Gw/s", "ratio", "best Gw/s");
     for (int s = 0; s < N_SHAPES; s++) {
@@ -160,8 +186,8 @@ int main(int argc, char **argv) {
         if (shape_only && *shape_only && atoi(shape_only) != s) continue;
         const char *no_short = getenv("RWKV_BENCH_NO_SHORT"); /* "1": not the short-row shapes */
         if (no_short && *no_short == '1' && s >= 5) continue;
-        float *x = rc_alloc(in * sizeof(float)), *y = rc_alloc(rows * sizeof(float));
-        for (uint64_t i = 0; i < in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+        float *x = rc_alloc(bench_T * in * sizeof(float)), *y = rc_alloc(bench_T * rows * sizeof(float));
+        for (uint64_t i = 0; i < bench_T * in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
         for (int d = 0; d < 4; d++) {
             const uint32_t dtype = dtypes[d];
             const char *only = getenv("RWKV_BENCH_DTYPE"); /* e.g. "q4": that dtype only */
@@ -173,7 +199,7 @@ int main(int argc, char **argv) {
             static rc_tensor t[MAX_COPIES];
             static read_job rj[MAX_COPIES];
             for (int k = 0; k < n_copies; k++) {
-                uint8_t *w = rc_alloc(bytes);
+                uint8_t *w = bench_alloc(bytes);
                 if (!w) { printf("out of memory\n"); return 1; }
                 fill(w, dtype, rows, in, bytes, (uint64_t)k);
                 rc_tensor tk = {"W", dtype, 2, {rows, in, 0, 0}, rows * in, bytes, w, 0, NULL, NULL};
@@ -183,7 +209,7 @@ int main(int argc, char **argv) {
             }
             for (int thr = 1; thr <= 2; thr++) {
                 rc_pool *pool = rc_pool_new(thr);
-                rc_pool_scratch(pool, rc_qx_stride(RWKV_DTYPE_Q8_0, in));
+                rc_pool_scratch(pool, bench_T * rc_qx_stride(RWKV_DTYPE_Q8_0, in));
                 bench_ctx c = {pool, t, x, y, rj, n_copies, 0, 0};
                 double tm, tr;
                 median_times(reps, run_matmul, run_read, &c, &tm, &tr);
@@ -194,7 +220,7 @@ int main(int argc, char **argv) {
                 fflush(stdout);
                 rc_pool_free(pool);
             }
-            for (int k = 0; k < n_copies; k++) rc_free((void *)t[k].data);
+            for (int k = 0; k < n_copies; k++) bench_free((void *)t[k].data, bytes);
         }
         rc_free(x);
         rc_free(y);
@@ -202,7 +228,8 @@ int main(int argc, char **argv) {
     static const uint32_t all[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     const char *only = getenv("RWKV_BENCH_DTYPE");
     for (int d = 0; d < 4; d++)
-        if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10, 64, 4096);
+        if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0)
+            rows_alone(all[d], reps * 10, getenv("RWKV_BENCH_ROWS") ? (uint64_t)atoi(getenv("RWKV_BENCH_ROWS")) : 64, 4096);
     for (int d = 0; d < 2; d++) /* f32, f16 on a LoRA second product's shape (in L2) */
         if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10, 256, 64);
     return 0;
