@@ -364,6 +364,40 @@ static void rc_job_init(rc_matmul_job *j, const rc_kernel_set *ks, const rc_tens
     j->Y = Y;
 }
 
+/* The activations of the rows path: products [0, n) each get T prepared vectors at qx + off[i]. A batch's
+ * (T * in >= RC_GX_MIN_PARALLEL floats in all) are quantized on the pool, one task per (product, vector),
+ * instead of on the calling thread while the others wait (Eagle-7B q4, batch of 8: 2.3% of a step). */
+typedef struct {
+    const rc_tensor *W[RC_MATMUL_MANY_MAX];
+    const float *X[RC_MATMUL_MANY_MAX];
+    uint8_t *qx[RC_MATMUL_MANY_MAX];
+    int n;
+    uint64_t T;
+} rc_qx_job;
+
+static void rc_qx_task(void *ctx, int task, int n_tasks) {
+    const rc_qx_job *j = (const rc_qx_job *)ctx;
+    const int i = task / (int)j->T;
+    const uint64_t t = (uint64_t)task % j->T, in = rc_cols(j->W[i]);
+    const rc_colscale cs = rc_colscale_of(j->W[i]);
+    rc_qx_prepare(j->W[i]->dtype, j->X[i] + t * in, in, 1, &cs, j->qx[i] + t * rc_qx_stride(j->W[i]->dtype, in));
+    (void)n_tasks;
+}
+
+static void rc_qx_run(rc_pool *pool, const rc_qx_job *j) {
+    uint64_t floats = 0;
+    for (int i = 0; i < j->n; i++) floats += j->T * rc_cols(j->W[i]);
+    if (pool && rc_pool_threads(pool) > 1 && j->n * j->T > 1 && floats >= RC_GX_MIN_PARALLEL &&
+        (uint64_t)j->n * j->T <= INT32_MAX) {
+        rc_pool_run(pool, rc_qx_task, (void *)j, (int)((uint64_t)j->n * j->T));
+        return;
+    }
+    for (int i = 0; i < j->n; i++) {
+        const rc_colscale cs = rc_colscale_of(j->W[i]);
+        rc_qx_prepare(j->W[i]->dtype, j->X[i], rc_cols(j->W[i]), j->T, &cs, j->qx[i]);
+    }
+}
+
 static void rc_matmul_rowwise(const rc_kernel_set *ks, rc_pool *pool, const rc_tensor *W, const float *X,
                               uint64_t T, float *Y) {
     rc_rows_plan plan, *p = &plan; /* ~13 KB of stack */
@@ -377,8 +411,8 @@ static void rc_matmul_rowwise(const rc_kernel_set *ks, rc_pool *pool, const rc_t
             rc_rows_dequant_blocks(W, X, T, Y);
             return;
         }
-        const rc_colscale cs = rc_colscale_of(W);
-        rc_qx_prepare(W->dtype, X, j->in, T, &cs, qx);
+        rc_qx_job q = {{W}, {X}, {(uint8_t *)qx}, 1, T};
+        rc_qx_run(pool, &q);
         j->X = qx;
     }
     rc_rows_run(pool, p, 1);
@@ -410,15 +444,18 @@ void rc_matmul_many(rc_pool *pool, const rc_matmul_op *ops, int n, uint64_t T) {
         for (int i = 0; i < n; i++) rc_matmul_with(ks, pool, ops[i].W, ops[i].X, T, ops[i].Y);
         return;
     }
+    rc_qx_job q = {{NULL}, {NULL}, {NULL}, 0, T};
     for (int i = 0; i < n; i++) {
         const rc_tensor *W = ops[i].W;
         rc_job_init(&p->jobs[i], ks, W, ops[i].X, T, ops[i].Y);
         if (rc_is_quantized(W->dtype)) {
-            const rc_colscale cs = rc_colscale_of(W);
-            rc_qx_prepare(W->dtype, ops[i].X, p->jobs[i].in, T, &cs, qx + off[i]);
+            q.W[q.n] = W;
+            q.X[q.n] = ops[i].X;
+            q.qx[q.n++] = qx + off[i];
             p->jobs[i].X = qx + off[i];
         }
     }
+    rc_qx_run(pool, &q);
     rc_rows_run(pool, p, n);
 }
 

@@ -344,6 +344,43 @@ static void test_matmul_many(void) {
     }
 }
 
+/* A batch's activations are quantized on the pool (rc_qx_run: >= 64K floats, one task per product and
+ * vector): the same products on 2 threads, fused (rc_matmul_many) and alone, equal them on 1 thread (whose
+ * activations are prepared on the calling thread) bit for bit. q4, T = 8 (the rows path), in = 4096 and 8192. */
+static void test_pooled_prepare(void) {
+    enum { N = 3, T = 8 };
+    static const uint64_t rows[N] = {40, 17, 33}, cols[N] = {128 * RC_QK, 128 * RC_QK, 256 * RC_QK};
+    rc_pool *one = rc_pool_new(1), *two = rc_pool_new(2);
+    rc_tensor t[N];
+    rc_matmul_op ops[N];
+    float *wf[N], *x[N], *y0[N], *y1[N], *y2[N];
+    void *w[N];
+    for (int i = 0; i < N; i++) {
+        wf[i] = malloc(rows[i] * cols[i] * sizeof(float));
+        w[i] = make_w(RWKV_DTYPE_Q4, rows[i], cols[i], wf[i]);
+        t[i] = (rc_tensor){"W", RWKV_DTYPE_Q4, 2, {rows[i], cols[i], 0, 0}, rows[i] * cols[i],
+                           rc_row_bytes(RWKV_DTYPE_Q4, cols[i]) * rows[i], w[i], 0, NULL, NULL};
+        x[i] = malloc(T * cols[i] * sizeof(float));
+        for (uint64_t k = 0; k < T * cols[i]; k++) x[i][k] = gauss();
+        y0[i] = malloc(T * rows[i] * sizeof(float));
+        y1[i] = malloc(T * rows[i] * sizeof(float));
+        y2[i] = malloc(T * rows[i] * sizeof(float));
+        rc_matmul(one, &t[i], x[i], T, y0[i]);
+        rc_matmul(two, &t[i], x[i], T, y2[i]);
+        ops[i] = (rc_matmul_op){&t[i], x[i], y1[i]};
+    }
+    rc_matmul_many(two, ops, N, T);
+    for (int i = 0; i < N; i++) {
+        check(memcmp(y0[i], y1[i], T * rows[i] * sizeof(float)) == 0, "pooled prepare", "matmul_many T=8",
+              RWKV_DTYPE_Q4, rows[i], cols[i]);
+        check(memcmp(y0[i], y2[i], T * rows[i] * sizeof(float)) == 0, "pooled prepare", "matmul T=8",
+              RWKV_DTYPE_Q4, rows[i], cols[i]);
+        free(wf[i]); free(w[i]); free(x[i]); free(y0[i]); free(y1[i]); free(y2[i]);
+    }
+    rc_pool_free(one);
+    rc_pool_free(two);
+}
+
 /* The rows path's task table (matmul.c): tasks cover every row once, in order, in whole 16-row groups; they
  * shrink along the job; the table is bounded (512), so with many threads a large product asks for more tasks
  * than it holds and the last entry takes the whole remainder. Then a real product on a pool of 8 threads. */
@@ -487,6 +524,7 @@ int main(void) {
     }
     printf("testing rc_matmul_many (%s)\n", rc_kernels()->name);
     test_matmul_many();
+    test_pooled_prepare();
     test_row_split();
     printf("testing the scalar GEMM reference's own path split\n");
     for (int d = 0; d < 4; d++) {
