@@ -38,7 +38,7 @@ static uint16_t rc_get_f16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 
 
 /* round to nearest, ties to even, for |v| < 2^22: the same on every ISA (no libm; the library is built
  * with -ffp-contract=off so v*id + big is never fused) */
-static inline float rc_round_even(float v) {
+static inline __attribute__((always_inline)) float rc_round_even(float v) {
     const float big = 12582912.0f; /* 1.5 * 2^23: the sum's rounding is the rounding to an integer */
     float r = v + big;
     return r - big;
@@ -275,7 +275,7 @@ uint64_t rc_qx_stride(uint32_t dtype, uint64_t in) {
 /* A block's scale: max|x| / qmax, or NaN if the block holds a NaN or infinity (or |x| > 3e38; see quant.h).
  * The maximum is taken on the bit patterns of |x| (for non-negative floats, integer order is float order, and
  * NaN / infinity lie above every finite value): an integer max, which compilers vectorize. */
-static float rc_block_scale(const float *xb, float qmax) {
+static inline __attribute__((always_inline)) float rc_block_scale(const float *xb, float qmax) {
     uint32_t bits[RC_QK], m = 0;
     memcpy(bits, xb, sizeof bits);
     for (int j = 0; j < RC_QK; j++) {
@@ -293,8 +293,8 @@ static float rc_block_scale(const float *xb, float qmax) {
 
 /* Block b of vector x with the column scales applied (cs sorted; *next is the first column scale not yet
  * passed, advanced here): returns xb itself when no scaled column falls in the block, else buf. */
-static const float *rc_scaled_block(const float *x, uint64_t b, const rc_colscale *cs, uint32_t *next,
-                                    float buf[RC_QK]) {
+static inline __attribute__((always_inline)) const float *rc_scaled_block(const float *x, uint64_t b, const rc_colscale *cs,
+                                                                 uint32_t *next, float buf[RC_QK]) {
     const float *xb = x + b * RC_QK;
     if (!cs || *next >= cs->n || (uint64_t)cs->cols[*next] >= (b + 1) * RC_QK) return xb;
     memcpy(buf, xb, RC_QK * sizeof(float));
@@ -304,7 +304,7 @@ static const float *rc_scaled_block(const float *x, uint64_t b, const rc_colscal
 }
 
 /* q8 weights: int16 activations (d[nb] float, q[in] int16) */
-static void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
+static inline __attribute__((always_inline)) void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
     const uint64_t nb = in / RC_QK;
     float *d = (float *)out;
     int16_t *q = (int16_t *)(d + nb);
@@ -329,7 +329,7 @@ static void rc_qx_prepare16(const float *x, uint64_t in, const rc_colscale *cs, 
 
 /* One block of 32 floats -> int8 (dx = max|x| / 127), written in input order to q; returns dx, *sum = sum q.
  * Written as plain loops over a local buffer so that the compiler vectorizes them. */
-static float rc_q8_block(const float *xb, int8_t q[RC_QK], int *sum) {
+static inline __attribute__((always_inline)) float rc_q8_block(const float *xb, int8_t q[RC_QK], int *sum) {
     const float db = rc_block_scale(xb, 127.0f);
     *sum = 0;
     if (!(db > 0)) { /* zero, or NaN for a non-finite block (its products are NaN through d): codes 0 */
@@ -355,7 +355,7 @@ static float rc_q8_block(const float *xb, int8_t q[RC_QK], int *sum) {
 }
 
 /* q4 weights: int8 activations (d[nb], s[nb] float, q[in] int8 in the group order, z[nb] int32) */
-static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
+static inline __attribute__((always_inline)) void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, void *out) {
     const uint64_t nb = in / RC_QK;
     float *d = (float *)out, *s = d + nb;
     int8_t *q = (int8_t *)(s + nb);
@@ -373,7 +373,12 @@ static void rc_qx_prepare8(const float *x, uint64_t in, const rc_colscale *cs, v
     }
 }
 
-void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, const rc_colscale *cs, void *out) {
+/* Written once, compiled as a baseline copy and, on x86-64, AVX2 and AVX-512 copies (function target
+ * attributes, as ops/wkv.c): the block loops above vectorize 8 or 16 wide there. The copy follows the kernel
+ * family in use (rc_kernel_set.isa). Same operations in the same order, no contraction: bit-identical
+ * (tests/c/test_kernels.c, test_qx_isa). */
+static inline __attribute__((always_inline)) void rc_qx_prepare_body(uint32_t dtype, const float *X, uint64_t in,
+                                                                     uint64_t T, const rc_colscale *cs, void *out) {
     const uint64_t stride = rc_qx_stride(dtype, in);
     for (uint64_t t = 0; t < T; t++) {
         void *o = (uint8_t *)out + t * stride;
@@ -386,6 +391,28 @@ void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, cons
 
 /* ---- public entry points ---------------------------------------------------------------------------- */
 #include "kernels/matmul.h"
+
+#define RC_QX_ARGS uint32_t dtype, const float *X, uint64_t in, uint64_t T, const rc_colscale *cs, void *out
+#define RC_QX_PASS dtype, X, in, T, cs, out
+static void rc_qx_prepare_base(RC_QX_ARGS) { rc_qx_prepare_body(RC_QX_PASS); }
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(RC_SIMDE)
+#define RC_QX_X86 1
+__attribute__((target("avx2"))) static void rc_qx_prepare_avx2(RC_QX_ARGS) { rc_qx_prepare_body(RC_QX_PASS); }
+__attribute__((target("avx512f,avx512bw"))) static void rc_qx_prepare_avx512(RC_QX_ARGS) {
+    rc_qx_prepare_body(RC_QX_PASS);
+}
+#endif
+
+void rc_qx_prepare_isa(int isa, RC_QX_ARGS) {
+#ifdef RC_QX_X86
+    if (isa >= RC_ISA_AVX512) { rc_qx_prepare_avx512(RC_QX_PASS); return; }
+    if (isa >= RC_ISA_AVX2) { rc_qx_prepare_avx2(RC_QX_PASS); return; }
+#endif
+    (void)isa;
+    rc_qx_prepare_base(RC_QX_PASS);
+}
+
+void rc_qx_prepare(RC_QX_ARGS) { rc_qx_prepare_isa(rc_kernels()->isa, RC_QX_PASS); }
 
 /* Largest |x| q8 / q4 accept: keeps every f16 scale finite (q8: d = max|x| / 127; q4: |d| <= max|x| / 51
  * and D = 128/127 max |d|) */

@@ -153,5 +153,9 @@ typedef struct {
 /* Prepare T vectors X [T, in] for weights of dtype into out (T * rc_qx_stride bytes, 64-byte aligned),
  * applying the column scales cs (NULL or n = 0: none). */
 void rc_qx_prepare(uint32_t dtype, const float *X, uint64_t in, uint64_t T, const rc_colscale *cs, void *out);
+/* The same with the copy compiled for an instruction set chosen by the caller (RC_ISA_*, matmul.h; the baseline
+ * where the build has none), for tests: every copy's output is bit-identical. */
+void rc_qx_prepare_isa(int isa, uint32_t dtype, const float *X, uint64_t in, uint64_t T, const rc_colscale *cs,
+                       void *out);
 
 #endif

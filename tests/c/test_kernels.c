@@ -507,10 +507,53 @@ static void test_wkv_isa(void) {
     }
 }
 
+/* The activation quantizer's AVX2 and AVX-512 copies (kernels/quant.c) against its baseline copy, byte for
+ * byte, for q8 (int16) and q4 (int8, group order) vectors: random blocks, zero blocks, blocks with a NaN or an
+ * infinity, blocks whose max|x| is subnormal (an infinite 1/dx), huge values; with and without column scales;
+ * lengths with whole and short q4 groups; 3 vectors. */
+static void test_qx_isa(void) {
+    static const struct { int isa; const char *family; } copies[] = {{RC_ISA_AVX2, "avx2"}, {RC_ISA_AVX512, "avx512"}};
+    enum { T = 3, MAXIN = 40 * RC_QK };
+    static float x[T * MAXIN];
+    static uint8_t o0[T * (MAXIN * 3 + 4096)], o1[T * (MAXIN * 3 + 4096)];
+    const float cols[] = {3, 40, 41, 700};
+    const uint32_t nc = 4;
+    const float scales[] = {4.0f, 0.25f, 8.0f, 2.0f};
+    for (size_t c = 0; c < sizeof copies / sizeof copies[0]; c++) {
+        if (!rc_kernels_by_name(copies[c].family)) continue; /* reported by test_wkv_isa */
+        static const uint64_t blocks[] = {2, 16, 17, 40, 5};
+        for (size_t z = 0; z < 5; z++) {
+            const uint64_t in = blocks[z] * RC_QK;
+            for (uint64_t i = 0; i < T * in; i++) {
+                const uint64_t b = i / RC_QK % 8;
+                x[i] = b == 1 ? 0.0f : b == 3 ? gauss() * 1e-41f : b == 5 ? gauss() * 1e6f : gauss();
+            }
+            x[2 * RC_QK + 5] = NAN;          /* vector 0, block 2 */
+            x[in + 6 * RC_QK + 1] = INFINITY; /* vector 1, block 6 (when it exists) */
+            x[2 * in + 7] = -INFINITY;
+            for (int with_cs = 0; with_cs < 2; with_cs++) {
+                rc_colscale cs = {with_cs ? nc : 0, cols, scales};
+                for (int q8 = 0; q8 < 2; q8++) {
+                    const uint32_t dt = q8 ? RWKV_DTYPE_Q8_0 : RWKV_DTYPE_Q4;
+                    if (!q8 && blocks[z] < 2) continue;
+                    const uint64_t bytes = T * rc_qx_stride(dt, in);
+                    memset(o0, 0xa5, bytes);
+                    memset(o1, 0xa5, bytes);
+                    rc_qx_prepare_isa(RC_ISA_BASE, dt, x, in, T, with_cs ? &cs : NULL, o0);
+                    rc_qx_prepare_isa(copies[c].isa, dt, x, in, T, with_cs ? &cs : NULL, o1);
+                    check(memcmp(o0, o1, bytes) == 0, copies[c].family,
+                          with_cs ? "activation quantizer copy, column scales" : "activation quantizer copy", dt, T, in);
+                }
+            }
+        }
+    }
+}
+
 int main(void) {
     test_relu_sq();
     test_exp();
     test_wkv_isa();
+    test_qx_isa();
     const char *families[] = {"avx512-amx", "avx512", "avx2", "neon-dotprod", "neon"};
     for (int i = 0; i < 5; i++) {
         const rc_kernel_set *ks = rc_kernels_by_name(families[i]);
