@@ -55,3 +55,16 @@ rc_tensor rc_tensor_slice(const rc_tensor *t, uint64_t index, uint64_t rows, uin
     v.data = (const float *)t->data + index * rows * cols;
     return v;
 }
+
+void rc_head_out(uint64_t t0, uint64_t t1, uint64_t A, uint64_t N, uint64_t o, const float *lw, const float *lb,
+                 float *g, float *y) {
+    for (uint64_t t = t0; t < t1; t++) {
+        float *yt = y + t * A + o;
+        rc_layer_norm(yt, lw + o, lb + o, N, RC_GN_EPS, yt);
+        if (g) {
+            float *gt = g + t * A + o;
+            rc_silu_inplace(gt, N);
+            rc_mul_inplace(yt, gt, N);
+        }
+    }
+}

@@ -20,6 +20,14 @@ void rc_shift_prev(const rc_batch *b, uint64_t state_off, uint64_t C, const floa
 void rc_channel_mix_rkv(rwkv_model *m, const rc_tensor *Wk, const rc_tensor *Wr, const rc_tensor *Wv, uint64_t T,
                         const float *xk, const float *xr, float *hk, float *r, float *vo, float *x);
 
+/* A v5/v6 head's outputs after its WKV, for tokens [t0, t1) of one sequence: GroupNorm of the head's group (ln_x:
+ * lw, lb [A]), then, where g is given, times silu(g) (g turned into silu(g) in place). y, g: [T, A]; o = the
+ * head's first channel. Called by each (sequence, head) task right after the recurrence: in parallel, and on
+ * outputs still in cache, with the same operations per element as rc_group_norm / rc_silu_inplace /
+ * rc_mul_inplace over the whole [T, A]. */
+void rc_head_out(uint64_t t0, uint64_t t1, uint64_t A, uint64_t N, uint64_t o, const float *lw, const float *lb,
+                 float *g, float *y);
+
 /* The size along dimension `dim` of a per-layer tensor, for sizes read from shapes (LoRA ranks). Fails,
  * naming the tensor, if it is missing or has not n_dims dimensions. */
 int rc_layer_tensor_dim(const rwkv_model *m, uint32_t layer, const char *fmt, uint32_t n_dims, uint32_t dim,

@@ -124,6 +124,7 @@ typedef struct {
     const rc_v5_layer *l;
     uint64_t A, H, N, C, layer_off;
     const float *r, *k, *v;
+    float *g; /* NULL without the gate (5.0) */
     float *y;
 } v5_wkv_job;
 
@@ -138,6 +139,8 @@ static void v5_wkv_task(void *ctx, int task, int n_tasks) {
     const uint64_t step = per_head ? 0 : 1, o = h * N;
     rc_wkv5(j->b->seq_start[s], j->b->seq_start[s + 1], j->A, N, j->r + o, j->k + o, j->v + o, u, step, w, step,
             0, S, j->y + o);
+    rc_head_out(j->b->seq_start[s], j->b->seq_start[s + 1], j->A, N, o, j->l->lnx_w.data, j->l->lnx_b.data, j->g,
+                j->y);
 }
 
 static void v5_time_mix(rwkv_model *m, const rc_v5_layer *l, uint64_t layer_off, const rc_batch *b, float *x,
@@ -170,14 +173,10 @@ static void v5_time_mix(rwkv_model *m, const rc_v5_layer *l, uint64_t layer_off,
 
     const rc_matmul_op rkvg[4] = {{&l->Wr, xr, r}, {&l->Wk, xk, k}, {&l->Wv, xv, v}, {&l->Wg, xg, g}};
     rc_matmul_many(m->pool, rkvg, gate ? 4 : 3, T);
-    if (gate) rc_silu_inplace(g, T * A);
 
-    v5_wkv_job job = {b, l, A, H, N, C, layer_off, r, k, v, y};
+    /* per (sequence, head): the recurrence, then GroupNorm and the gate silu(g) (rc_head_out) */
+    v5_wkv_job job = {b, l, A, H, N, C, layer_off, r, k, v, gate ? g : NULL, y};
     rc_pool_run_sized(m->pool, v5_wkv_task, &job, (int)(b->n_seq * H), T * H * N * N, RC_WKV_MIN_PARALLEL_WORK);
-
-    for (uint64_t t = 0; t < T; t++)
-        rc_group_norm(y + t * A, l->lnx_w.data, l->lnx_b.data, H, N, RC_GN_EPS, y + t * A);
-    if (gate) rc_mul_inplace(y, g, T * A);
     rc_matmul(m->pool, &l->Wo, y, T, out);
     rc_add_inplace(x, out, T * C);
 }

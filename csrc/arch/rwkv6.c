@@ -127,6 +127,7 @@ typedef struct {
     const rc_v6_layer *l;
     uint64_t A, H, N, C, layer_off;
     const float *r, *k, *v, *w;
+    float *g;
     float *y;
 } v6_wkv_job;
 
@@ -138,6 +139,8 @@ static void v6_wkv_task(void *ctx, int task, int n_tasks) {
     const float *u = (const float *)j->l->faaaa.data + o;        /* [N] */
     rc_wkv5(j->b->seq_start[s], j->b->seq_start[s + 1], j->A, N, j->r + o, j->k + o, j->v + o, u, 1, j->w + o, 1,
             j->A, S, j->y + o);
+    rc_head_out(j->b->seq_start[s], j->b->seq_start[s + 1], j->A, N, o, j->l->lnx_w.data, j->l->lnx_b.data, j->g,
+                j->y);
 }
 
 /* The five ddlerp inputs x_i = xx + d * (maa_i + W2_i tanh(W1 (xx + d*maa_x))[i]): xs[i] [T, C] each.
@@ -195,7 +198,6 @@ static void v6_time_mix(rwkv_model *m, const rc_v6_layer *l, uint64_t layer_off,
     const rc_matmul_op rkvgw[5] = {{&l->Wr, xs[V6_R], r}, {&l->Wk, xs[V6_K], k}, {&l->Wv, xs[V6_V], v},
                                    {&l->Wg, xs[V6_G], g}, {&l->dec_W1, xs[V6_W], lo}}; /* lo: [T, Dd] */
     rc_matmul_many(m->pool, rkvgw, 5, T);
-    rc_silu_inplace(g, T * A);
 
     /* data-dependent decay: w = exp(-exp(time_decay + D2 tanh(D1 x_w))) */
     rc_tanh_inplace(lo, T * l->Dd);
@@ -206,12 +208,9 @@ static void v6_time_mix(rwkv_model *m, const rc_v6_layer *l, uint64_t layer_off,
         for (uint64_t c = 0; c < A; c++) wt[c] = rc_exp(-rc_exp(td[c] + wt[c]));
     }
 
-    v6_wkv_job job = {b, l, A, H, N, C, layer_off, r, k, v, w, y};
+    /* per (sequence, head): the recurrence, then GroupNorm and the gate silu(g) (rc_head_out) */
+    v6_wkv_job job = {b, l, A, H, N, C, layer_off, r, k, v, w, g, y};
     rc_pool_run_sized(m->pool, v6_wkv_task, &job, (int)(b->n_seq * H), T * H * N * N, RC_WKV_MIN_PARALLEL_WORK);
-
-    for (uint64_t t = 0; t < T; t++)
-        rc_group_norm(y + t * A, l->lnx_w.data, l->lnx_b.data, H, N, RC_GN_EPS, y + t * A);
-    rc_mul_inplace(y, g, T * A);
     rc_matmul(m->pool, &l->Wo, y, T, out);
     rc_add_inplace(x, out, T * C);
 }
