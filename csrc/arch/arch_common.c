@@ -5,8 +5,59 @@
 #include "kernels/matmul.h"
 #include "ops/ops.h"
 
-void rc_layer_norm_rows(const float *x, const rc_tensor *w, const rc_tensor *b, uint64_t T, uint64_t C, float *y) {
-    for (uint64_t t = 0; t < T; t++) rc_layer_norm(x + t * C, w->data, b->data, C, RC_LN_EPS, y + t * C);
+/* ---- per-token work of a batch or a prompt on the pool ---------------------------------------------------- */
+typedef struct {
+    void (*fn)(void *ctx, uint64_t t);
+    void *ctx;
+} rc_rows_job;
+
+static void rc_rows_task(void *ctx, int task, int n_tasks) {
+    const rc_rows_job *j = (const rc_rows_job *)ctx;
+    j->fn(j->ctx, (uint64_t)task);
+    (void)n_tasks;
+}
+
+void rc_for_rows(rc_pool *pool, uint64_t T, uint64_t width, void (*fn)(void *ctx, uint64_t t), void *ctx) {
+    rc_rows_job j = {fn, ctx};
+    if (pool && T > 1 && T <= INT32_MAX)
+        rc_pool_run_sized(pool, rc_rows_task, &j, (int)T, T * width, RC_ROWS_MIN_PARALLEL);
+    else
+        for (uint64_t t = 0; t < T; t++) fn(ctx, t);
+}
+
+typedef struct {
+    const float *x, *w, *b;
+    uint64_t C;
+    float *y;
+} rc_ln_rows;
+
+static void rc_ln_row(void *ctx, uint64_t t) {
+    const rc_ln_rows *j = (const rc_ln_rows *)ctx;
+    rc_layer_norm(j->x + t * j->C, j->w, j->b, j->C, RC_LN_EPS, j->y + t * j->C);
+}
+
+void rc_layer_norm_rows(rc_pool *pool, const float *x, const rc_tensor *w, const rc_tensor *b, uint64_t T, uint64_t C,
+                        float *y) {
+    rc_ln_rows j = {x, w->data, b->data, C, y};
+    rc_for_rows(pool, T, C, rc_ln_row, &j);
+}
+
+typedef struct {
+    float *hk, *r, *vo, *x;
+    uint64_t C, F;
+} rc_cmix_rows;
+
+static void rc_cmix_hidden_row(void *ctx, uint64_t t) { /* relu(k)^2 */
+    const rc_cmix_rows *j = (const rc_cmix_rows *)ctx;
+    rc_relu_sq_inplace(j->hk + t * j->F, j->F);
+}
+
+static void rc_cmix_out_row(void *ctx, uint64_t t) { /* x += sigmoid(r) * v */
+    const rc_cmix_rows *j = (const rc_cmix_rows *)ctx;
+    float *r = j->r + t * j->C, *vo = j->vo + t * j->C;
+    rc_sigmoid_inplace(r, j->C);
+    rc_mul_inplace(vo, r, j->C);
+    rc_add_inplace(j->x + t * j->C, vo, j->C);
 }
 
 void rc_channel_mix_rkv(rwkv_model *m, const rc_tensor *Wk, const rc_tensor *Wr, const rc_tensor *Wv, uint64_t T,
@@ -14,11 +65,10 @@ void rc_channel_mix_rkv(rwkv_model *m, const rc_tensor *Wk, const rc_tensor *Wr,
     const uint64_t C = rc_rows(Wr), F = rc_rows(Wk);
     const rc_matmul_op kr[2] = {{Wk, xk, hk}, {Wr, xr, r}};
     rc_matmul_many(m->pool, kr, 2, T);
-    rc_relu_sq_inplace(hk, T * F);
+    rc_cmix_rows j = {hk, r, vo, x, C, F};
+    rc_for_rows(m->pool, T, F, rc_cmix_hidden_row, &j);
     rc_matmul(m->pool, Wv, hk, T, vo);
-    rc_sigmoid_inplace(r, T * C);
-    rc_mul_inplace(vo, r, T * C);
-    rc_add_inplace(x, vo, T * C);
+    rc_for_rows(m->pool, T, C, rc_cmix_out_row, &j);
 }
 
 void rc_shift_prev(const rc_batch *b, uint64_t state_off, uint64_t C, const float *xx, float *prev) {

@@ -7,8 +7,15 @@
 #define RC_LN_EPS 1e-5f   /* every RWKV LayerNorm */
 #define RC_GN_EPS 64e-5f  /* the v5-v7 GroupNorm ln_x (= 1e-5 * head_size_divisor^2, RWKV_REFERENCE.md 2.2) */
 
-/* LayerNorm of each of T rows of C: x, y [T, C]. */
-void rc_layer_norm_rows(const float *x, const rc_tensor *w, const rc_tensor *b, uint64_t T, uint64_t C, float *y);
+/* fn(ctx, t) for each token t of a batch or prompt of T: one pool task per token when the work (T * width
+ * floats) reaches RC_ROWS_MIN_PARALLEL, else on the calling thread (decode). For the element-wise steps between
+ * the products, which otherwise ran on one thread while the pool waited (a batch of 8: ~2-4% of a step). */
+#define RC_ROWS_MIN_PARALLEL (32u << 10)
+void rc_for_rows(rc_pool *pool, uint64_t T, uint64_t width, void (*fn)(void *ctx, uint64_t t), void *ctx);
+
+/* LayerNorm of each of T rows of C: x, y [T, C] (rows on the pool, rc_for_rows). */
+void rc_layer_norm_rows(rc_pool *pool, const float *x, const rc_tensor *w, const rc_tensor *b, uint64_t T, uint64_t C,
+                        float *y);
 
 /* The token shift over a batch. xx: [T, C] this block's normalised inputs. prev: [T, C] out, the previous
  * token's xx of every row: xx[t-1] inside a sequence, the state's x_prev (C floats at state_off in the

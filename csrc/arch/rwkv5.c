@@ -161,7 +161,7 @@ static void v5_time_mix(rwkv_model *m, const rc_v5_layer *l, uint64_t layer_off,
     float *g = v + T * A;           /* [T, A] */
     float *y = g + T * A;           /* [T, A] */
 
-    rc_layer_norm_rows(x, &l->ln1_w, &l->ln1_b, T, C, xx);
+    rc_layer_norm_rows(m->pool, x, &l->ln1_w, &l->ln1_b, T, C, xx);
     rc_shift_prev(b, layer_off, C, xx, prev);
     for (uint64_t t = 0; t < T; t++) {
         const float *cur = xx + t * C, *pv = prev + t * C;
@@ -193,7 +193,7 @@ static void v5_channel_mix(rwkv_model *m, const rc_v5_layer *l, uint64_t layer_o
     float *vo = r + T * C;          /* [T, C] */
     float *hk = vo + T * C;         /* [T, n_ffn] */
 
-    rc_layer_norm_rows(x, &l->ln2_w, &l->ln2_b, T, C, xx);
+    rc_layer_norm_rows(m->pool, x, &l->ln2_w, &l->ln2_b, T, C, xx);
     rc_shift_prev(b, layer_off + C + H * N * N, C, xx, prev);
     for (uint64_t t = 0; t < T; t++) {
         rc_token_mix(xx + t * C, prev + t * C, l->fmix_k.data, C, xk + t * C);

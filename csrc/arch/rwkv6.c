@@ -189,7 +189,7 @@ static void v6_time_mix(rwkv_model *m, const rc_v6_layer *l, uint64_t layer_off,
     float *y = w + T * A;           /* [T, A] */
     float *lo5 = y + T * A;         /* [5, T, Dm] (<= [T, 5C]) */
 
-    rc_layer_norm_rows(x, &l->ln1_w, &l->ln1_b, T, C, xx);
+    rc_layer_norm_rows(m->pool, x, &l->ln1_w, &l->ln1_b, T, C, xx);
     rc_shift_prev(b, layer_off, C, xx, d);
     rc_sub(d, xx, T * C, d);
     v6_ddlerp(m, l, T, C, xx, d, xm, mm, lo5, xs);
@@ -227,7 +227,7 @@ static void v6_channel_mix(rwkv_model *m, const rc_v6_layer *l, uint64_t layer_o
     float *vo = r + T * C;          /* [T, C] */
     float *hk = vo + T * C;         /* [T, n_ffn] */
 
-    rc_layer_norm_rows(x, &l->ln2_w, &l->ln2_b, T, C, xx);
+    rc_layer_norm_rows(m->pool, x, &l->ln2_w, &l->ln2_b, T, C, xx);
     rc_shift_prev(b, layer_off + C + H * N * N, C, xx, d);
     rc_sub(d, xx, T * C, d);
     for (uint64_t t = 0; t < T; t++) {

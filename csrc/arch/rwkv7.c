@@ -175,7 +175,7 @@ static void v7_time_mix(rwkv_model *m, const rc_v7_layer *l, uint32_t layer, uin
     float *lo_g = lo_a + T * C;     /* [T, Dg] */
     float *lo_v = lo_g + T * C;     /* [T, Dv] (layers > 0) */
 
-    rc_layer_norm_rows(x, &l->ln1_w, &l->ln1_b, T, C, xx);
+    rc_layer_norm_rows(m->pool, x, &l->ln1_w, &l->ln1_b, T, C, xx);
     rc_shift_prev(b, layer_off, C, xx, d);
     rc_sub(d, xx, T * C, d);
     for (uint64_t t = 0; t < T; t++)
@@ -262,7 +262,7 @@ static void v7_channel_mix(rwkv_model *m, const rc_v7_layer *l, uint64_t layer_o
     float *vo = xk + T * C;         /* [T, C] */
     float *hk = vo + T * C;         /* [T, F] */
 
-    rc_layer_norm_rows(x, &l->ln2_w, &l->ln2_b, T, C, xx);
+    rc_layer_norm_rows(m->pool, x, &l->ln2_w, &l->ln2_b, T, C, xx);
     rc_shift_prev(b, layer_off + C + H * N * N, C, xx, d);
     rc_sub(d, xx, T * C, d);
     for (uint64_t t = 0; t < T; t++) rc_token_lerp(xx + t * C, d + t * C, l->fx_k.data, C, xk + t * C);
