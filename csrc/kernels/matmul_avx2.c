@@ -285,12 +285,112 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
             Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
 }
 
+/* One row against nt <= RC_Q4_BATCH prepared vectors (vector t at qx + t * xs): small batches. Each 32-byte chunk
+ * of a half group's codes (8 blocks, quant.h) is loaded and looked up once and then serves every vector (the
+ * one-vector form above re-read and re-looked it up per vector: a batch of 4 took longer than 4 single tokens).
+ * Per vector and half group: 4 x 2 (vpmaddubsw + vpmaddwd) into one int32 register that starts at the prepared
+ * -64 * sum xq of each block (z), so it ends as the exact block sums of v x (the +64 of the u8 codebook taken
+ * off in integers, as rc_rows_q4_batch in matmul_avx512.c); then one conversion and one FMA by d_w d_x. The
+ * vectors go RC_Q4_BATCH at a time (the int32 and float sums of 4 vectors, the codes and the constants fill the 16
+ * AVX2 registers; with 8 they spill), later passes finding the row's codes in L1. */
+#ifndef RC_Q4_BATCH
+#define RC_Q4_BATCH 4 /* 8 spilled: 14336x4096 x 8 vectors, 2 threads, 10.8 G weights/s against 13.1 in two passes of 4 */
+#endif
+/* Fewer vectors than this go one at a time (rc_row_q4): measured (14336x4096, 2 threads, from DRAM, G weights/s,
+ * batch / one at a time) 2 vectors 25.6-30.1 / 30.9-34.8 (the second pass finds the row in L1 and the first streams
+ * it faster), 3: 22.1-25.5 / 22.2-23.5, 4: 21.4 / 18.4, 8: 12.1-13.3 / 11.2. */
+#define RC_Q4_BATCH_MIN_T 3
+/* From this many vectors the q4 GEMM (measured 14336x4096, 2 threads, G weights/s, GEMM / rows: 4 vectors 9.8 /
+ * 25.0, 8: 7.4 / 13.1, 16: 4.9 / 6.5, 24: 3.6 / 4.1, 32: 3.0 / 3.0, 64: 1.6 / 1.5) */
+#ifndef RC_AVX2_Q4_GEMM_MIN_T
+#define RC_AVX2_Q4_GEMM_MIN_T 32
+#endif
+/* One group (blocks [b, b + n), whole: n = 16) of the row against nt vectors, added to acc[t]. */
+static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_row *r, uint64_t b, const int whole,
+                                                                    uint64_t n, const uint8_t *xq, const uint8_t *xd,
+                                                                    const uint8_t *xz, uint64_t xs, const int nt,
+                                                                    __m256 *acc) {
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const uint8_t *p = r->codes + 16 * b;
+    if (whole)
+        for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
+    for (uint64_t h = 0; 8 * h < n; h++) {
+        const uint64_t nk = n - 8 * h < 8 ? n - 8 * h : 8; /* live blocks (lanes) of this half */
+        const __m256i live = whole ? _mm256_set1_epi32(-1)
+                                   : _mm256_cmpgt_epi32(_mm256_set1_epi32((int)nk), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256i dot[RC_Q4_BATCH];
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) dot[t] = rc_q4_load(xz + t * xs + 4 * (b + 8 * h), whole, live);
+#pragma GCC unroll 4
+        for (uint64_t m = 0; m < 4; m++) {
+            const __m256i q = rc_q4_load(p + 4 * n * m + 32 * h, whole, live);
+            const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4));
+            const __m256i hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+            const uint64_t ox = 32 * b + 8 * n * m + 32 * h;
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const __m256i xl = rc_q4_load(xq + t * xs + ox, whole, live);
+                const __m256i xh = rc_q4_load(xq + t * xs + ox + 4 * n, whole, live);
+                /* each vpmaddubsw pair sum fits int16 (120 * 127 * 2), two of them would not: widen each */
+                dot[t] = _mm256_add_epi32(dot[t], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), ones),
+                                                                   _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), ones)));
+            }
+        }
+        __m256 dw;
+        if (whole) {
+            dw = rc_q4_scales8(r, b + 8 * h);
+        } else {
+            float d[8] = {0};
+            for (uint64_t k = 0; k < nk; k++) d[k] = rc_q4_scale_hw(r, b + 8 * h + k);
+            dw = _mm256_loadu_ps(d);
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m256 dx = whole ? _mm256_loadu_ps((const float *)(xd + t * xs) + b + 8 * h)
+                                    : _mm256_maskload_ps((const float *)(xd + t * xs) + b + 8 * h, live);
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[t]), _mm256_mul_ps(dw, dx), acc[t]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void rc_rows_q4_batch(const rc_q4_row *r, uint64_t nb, const uint8_t *qx,
+                                                                   uint64_t xs, const int nt, float *y, uint64_t ldy) {
+    const uint8_t *xq = (const uint8_t *)rc_qx_q(qx, nb); /* vector 0's int8 activations, group order */
+    const uint8_t *xd = (const uint8_t *)rc_qx_d(qx);     /* its dx per block (float) */
+    const uint8_t *xz = (const uint8_t *)rc_qx_z(qx, nb); /* its -64 sum xq per block (int32) */
+    __m256 acc[RC_Q4_BATCH];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[t] = _mm256_setzero_ps();
+    uint64_t b = 0;
+    for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) rc_q4_batch_group(r, b, 1, RC_Q4_GROUP, xq, xd, xz, xs, nt, acc);
+    if (b < nb) rc_q4_batch_group(r, b, 0, nb - b, xq, xd, xz, xs, nt, acc); /* the short last group */
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) y[t * ldy] = rc_hsum(acc[t]);
+}
+
+static void rc_rows_q4_batch_n(const rc_q4_row *r, uint64_t nb, const uint8_t *qx, uint64_t xs, uint64_t nt, float *y,
+                               uint64_t ldy) {
+    switch (nt) {
+#define RC_CASE(n) case n: rc_rows_q4_batch(r, nb, qx, xs, n < RC_Q4_BATCH ? n : RC_Q4_BATCH, y, ldy); break;
+        RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
+#undef RC_CASE
+    default: break;
+    }
+}
+
 static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
     const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
     for (uint64_t o = r0; o < r1; o++) {
         const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
-        for (uint64_t t = 0; t < T; t++) Y[t * out + o] = rc_row_q4(&r, nb, (const uint8_t *)X + t * xs);
+        uint64_t t0 = 0;
+        while (T >= RC_Q4_BATCH_MIN_T && T - t0 >= 2) { /* 2 .. RC_Q4_BATCH at a time; a last single one alone */
+            const uint64_t nt = T - t0 < RC_Q4_BATCH ? T - t0 : RC_Q4_BATCH;
+            rc_rows_q4_batch_n(&r, nb, (const uint8_t *)X + t0 * xs, xs, nt, Y + t0 * out + o, out);
+            t0 += nt;
+        }
+        for (; t0 < T; t0++) Y[t0 * out + o] = rc_row_q4(&r, nb, (const uint8_t *)X + t0 * xs);
     }
 }
 
@@ -586,5 +686,6 @@ const rc_kernel_set rc_kernels_avx2 = {
              [RWKV_DTYPE_Q4] = rc_rows_q4},
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = RC_AVX2_Q4_GEMM_MIN_T},
     .isa = RC_ISA_AVX2,
 };
