@@ -16,7 +16,7 @@ import pytest
 from rwkv_cpu._ffi import ffi, lib, last_error
 from rwkv_cpu.convert.quantize import DTYPE_IDS, dequantize_rows, quantize_rows, row_bytes
 
-FAMILIES = ["scalar", "avx2", "avx512", "avx512-amx", "neon", "neon-dotprod"]
+FAMILIES = ["scalar", "avx2", "avx2-vnni", "avx512", "avx512-amx", "neon", "neon-dotprod"]
 
 
 def _runs(family: str) -> bool:

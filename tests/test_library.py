@@ -34,7 +34,7 @@ def test_names():
     assert ffi.string(lib.rwkv_arch_name(52)) == b"v5.2"
     assert ffi.string(lib.rwkv_dtype_name(1)) == b"f16"
     assert ffi.string(lib.rwkv_status_name(2)) == b"format error"
-    assert ffi.string(lib.rwkv_kernel_name()) in (b"scalar", b"avx2", b"avx512", b"avx512-amx", b"neon")
+    assert ffi.string(lib.rwkv_kernel_name()) in (b"scalar", b"avx2", b"avx2-vnni", b"avx512", b"avx512-amx", b"neon")
     assert isinstance(ffi.string(lib.rwkv_cpu_features()), bytes)
 
 

@@ -64,6 +64,10 @@ static void rc_detect(void) {
                 f->avx512vl = (b >> 31) & 1;
                 f->avx512vnni = (c >> 11) & 1;
             }
+            unsigned int a1, b1, c1, d1;
+            __cpuid_count(7, 1, a1, b1, c1, d1); /* subleaf 1 (reads as zeros where it does not exist) */
+            f->avxvnni = f->avx2 && ((a1 >> 4) & 1);
+            (void)b1, (void)c1, (void)d1;
             /* AMX-TILE (edx 24) and AMX-INT8 (edx 25), the OS saving XTILECFG / XTILEDATA (XCR0 bits 17, 18);
              * Linux then wants each process to ask for the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
              * 0x1023, feature 18) before its first tile instruction: refused (old kernel, a sigaltstack too
@@ -91,6 +95,7 @@ static void rc_detect(void) {
     rc_add_name("avx2", f->avx2);
     rc_add_name("fma", f->fma);
     rc_add_name("f16c", f->f16c);
+    rc_add_name("avx-vnni", f->avxvnni);
     rc_add_name("avx512f", f->avx512f);
     rc_add_name("avx512bw", f->avx512bw);
     rc_add_name("avx512vl", f->avx512vl);

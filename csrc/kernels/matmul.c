@@ -20,6 +20,7 @@ static int rc_family_runs(const char *name) {
     const rc_cpu_features *f = rc_cpu();
     if (strcmp(name, "scalar") == 0) return 1;
     if (strcmp(name, "avx2") == 0) return f->avx2 && f->fma && f->f16c;
+    if (strcmp(name, "avx2-vnni") == 0) return f->avx2 && f->fma && f->f16c && f->avxvnni;
     if (strcmp(name, "avx512") == 0 || strcmp(name, "avx512-amx") == 0)
         return f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni && f->avx2 && f->fma && f->f16c &&
                (strcmp(name, "avx512-amx") != 0 || f->amx);
@@ -35,6 +36,9 @@ static const rc_family rc_families[] = {
     {"avx512-amx", &rc_kernels_avx512_amx, "amx-tile amx-int8 (and the avx512 family's)"},
 #endif
     {"avx512", &rc_kernels_avx512, "avx512f avx512bw avx512vl avx512vnni (and avx2 fma f16c)"},
+#if defined(RC_HAVE_AVX_VNNI)
+    {"avx2-vnni", &rc_kernels_avx2_vnni, "avx2 fma f16c avx-vnni"},
+#endif
     {"avx2", &rc_kernels_avx2, "avx2 fma f16c"},
 #endif
 #if defined(__aarch64__)
@@ -60,10 +64,10 @@ const rc_kernel_set *rc_kernels_by_name(const char *name) {
             return NULL;
         }
     }
-    if (strcmp(name, "avx2") == 0 || strncmp(name, "avx512", 6) == 0 || strncmp(name, "neon", 4) == 0)
+    if (strncmp(name, "avx2", 4) == 0 || strncmp(name, "avx512", 6) == 0 || strncmp(name, "neon", 4) == 0)
         rc_error(RWKV_ERR_UNSUPPORTED, "kernel family %s is not built for this architecture", name);
     else
-        rc_error(RWKV_ERR_ARG, "unknown kernel family '%s' (scalar, avx2, avx512, avx512-amx, neon, neon-dotprod)", name);
+        rc_error(RWKV_ERR_ARG, "unknown kernel family '%s' (scalar, avx2, avx2-vnni, avx512, avx512-amx, neon, neon-dotprod)", name);
     return NULL;
 }
 

@@ -54,14 +54,15 @@ typedef struct {
 
 extern const rc_kernel_set rc_kernels_scalar;
 extern const rc_kernel_set rc_kernels_avx2;         /* x86-64 only */
+extern const rc_kernel_set rc_kernels_avx2_vnni;    /* x86-64 only: avx2 with AVX-VNNI dot products */
 extern const rc_kernel_set rc_kernels_avx512;       /* x86-64 only */
 extern const rc_kernel_set rc_kernels_avx512_amx;   /* x86-64 only: avx512 + AMX tiles for q4 batches */
 extern const rc_kernel_set rc_kernels_neon;         /* aarch64 only */
 extern const rc_kernel_set rc_kernels_neon_dotprod; /* aarch64 only */
 
-/* The kernel set in use: the best this CPU supports, or RWKV_CPU_KERNEL=scalar|avx2|avx512|avx512-amx|neon. */
+/* The kernel set in use: the best this CPU supports, or RWKV_CPU_KERNEL=scalar|avx2|avx2-vnni|avx512|avx512-amx|neon. */
 const rc_kernel_set *rc_kernels(void);
-/* A kernel set by name ("scalar", "avx2", "avx512", "neon", "neon-dotprod"), or NULL with an error set if
+/* A kernel set by name ("scalar", "avx2", "avx2-vnni", "avx512", "neon", "neon-dotprod"), or NULL with an error set if
  * it is not built for this architecture or the CPU lacks what it needs. */
 const rc_kernel_set *rc_kernels_by_name(const char *name);
 

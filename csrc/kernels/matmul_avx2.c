@@ -9,7 +9,13 @@
  *              group packing (quant.h) puts 4 weights of block k in 32-bit lane k, so 8 blocks accumulate
  *              in one register and take one FMA by their d_w * d_x per 256 weights. sum (v+64) x =
  *              sum v x + 64 sum x, so 64 d_w[b] s[b] is taken off at the end (s[b] = d_x * sum of the
- *              block's xq, from the prepared vector). */
+ *              block's xq, from the prepared vector).
+ *
+ * The same file is compiled a second time as the avx2-vnni family (matmul_avx2_vnni.c, with -mavxvnni and
+ * RC_AVX_VNNI): the CPUs with AVX-VNNI but no AVX-512 (Alder Lake and later laptops and desktops) have the
+ * VEX-encoded vpdpbusd / vpdpwssd on 256-bit registers, and rc_dp4 / rc_dp2 below become one instruction
+ * each instead of two or three. Nothing else changes: the sums are exact in both (no vpmaddubsw pair can
+ * saturate), so the two families give bit-identical results. */
 #include <immintrin.h>
 
 #include "kernels/gemm.h"
@@ -17,6 +23,25 @@
 #include "kernels/quant.h"
 
 #include "kernels/prefetch_x86.h" /* RC_PF, the measured distances */
+
+/* acc + the 4-byte sums of u8 x s8 products per int32 lane (u <= 120, so a vpmaddubsw pair, 120 * 127 * 2,
+ * never saturates int16: the AVX2 form is exact too) */
+static inline __m256i rc_dp4(__m256i acc, __m256i u, __m256i x) {
+#if defined(RC_AVX_VNNI)
+    return _mm256_dpbusd_avx_epi32(acc, u, x);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+#endif
+}
+
+/* acc + the 2-pair sums of s16 x s16 products per int32 lane */
+static inline __m256i rc_dp2(__m256i acc, __m256i w, __m256i x) {
+#if defined(RC_AVX_VNNI)
+    return _mm256_dpwssd_avx_epi32(acc, w, x);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(w, x));
+#endif
+}
 
 static inline float rc_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -166,11 +191,10 @@ static inline void rc_scales(const uint16_t *dw, const float *dx, uint64_t b, ui
 /* q8: int8 weights widened to int16 (vpmovsxbw) times int16 activations with vpmaddwd: 32 weights are two
  * widen + multiply-add pairs, exact in int32. */
 static inline __m256i rc_block_dot16(const int8_t *w, const int16_t *x) {
-    const __m256i lo = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)),
-                                         _mm256_loadu_si256((const __m256i *)x));
-    const __m256i hi = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16))),
-                                         _mm256_loadu_si256((const __m256i *)(x + 16)));
-    return _mm256_add_epi32(lo, hi);
+    const __m256i lo = rc_dp2(_mm256_setzero_si256(), _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w)),
+                              _mm256_loadu_si256((const __m256i *)x));
+    return rc_dp2(lo, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(w + 16))),
+                  _mm256_loadu_si256((const __m256i *)(x + 16)));
 }
 
 static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
@@ -211,12 +235,6 @@ static inline __m256 rc_q4_scales8(const rc_q4_row *r, uint64_t b) {
     return _mm256_mul_ps(s, _mm256_set1_ps(_cvtsh_ss(r->D[b / RC_Q4_SUPER]) * 0.0078125f));
 }
 
-/* int32 lanes: 4-byte sums of codebook values + 64 (u8, <= 120) times int8 activations (vpmaddubsw pairs
- * cannot saturate: 120 * 127 * 2 < 2^15) */
-static inline __m256i rc_dot4_u8(__m256i u, __m256i x) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1));
-}
-
 /* int32 lane k = the dot product of block 8h + k of a group of n blocks (quant.h), h = 0 or 1: each of the 4
  * chunks (4n code bytes facing 8n activations) gives 32 bytes from 32h on; `live` masks the lanes (dwords)
  * that exist in a short group (whole = 1: no masking, plain loads). */
@@ -233,8 +251,8 @@ static inline __m256i rc_q4_half_dot(const uint8_t *p, const int8_t *x, uint64_t
         const __m256i q = rc_q4_load(p + 4 * n * m + 32 * h, whole, live);
         const __m256i xl = rc_q4_load(x + 8 * n * m + 32 * h, whole, live);
         const __m256i xh = rc_q4_load(x + 8 * n * m + 4 * n + 32 * h, whole, live);
-        acc = _mm256_add_epi32(acc, rc_dot4_u8(_mm256_shuffle_epi8(table, _mm256_and_si256(q, m4)), xl));
-        acc = _mm256_add_epi32(acc, rc_dot4_u8(_mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)), xh));
+        acc = rc_dp4(acc, _mm256_shuffle_epi8(table, _mm256_and_si256(q, m4)), xl);
+        acc = rc_dp4(acc, _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4)), xh);
     }
     return acc;
 }
@@ -311,7 +329,7 @@ static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_
                                                                     const uint8_t *xz, uint64_t xs, const int nt,
                                                                     __m256 *acc) {
     const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
-    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
     const uint8_t *p = r->codes + 16 * b;
     if (whole)
         for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
@@ -333,8 +351,7 @@ static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_
                 const __m256i xl = rc_q4_load(xq + t * xs + ox, whole, live);
                 const __m256i xh = rc_q4_load(xq + t * xs + ox + 4 * n, whole, live);
                 /* each vpmaddubsw pair sum fits int16 (120 * 127 * 2), two of them would not: widen each */
-                dot[t] = _mm256_add_epi32(dot[t], _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), ones),
-                                                                   _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), ones)));
+                dot[t] = rc_dp4(rc_dp4(dot[t], lo, xl), hi, xh);
             }
         }
         __m256 dw;
@@ -600,7 +617,6 @@ static RC_ALWAYS_INLINE void rc_kernel_q(const int q8, const uint8_t *P, const f
     }
     const int groups = q8 ? 16 : 8;
     const uint64_t xblock = q8 ? 64 : 32, pblock = q8 ? 512 : 256;
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 a[RC_NR_Q];
 #pragma GCC unroll 6
     for (int t = 0; t < nt; t++) a[t] = _mm256_setzero_ps();
@@ -616,8 +632,7 @@ static RC_ALWAYS_INLINE void rc_kernel_q(const int q8, const uint8_t *P, const f
 #pragma GCC unroll 6
             for (int t = 0; t < nt; t++) {
                 const __m256i x = _mm256_set1_epi32(rc_load_i32(xq[t] + b * xblock + 4 * g));
-                s[t] = _mm256_add_epi32(s[t], q8 ? _mm256_madd_epi16(w, x)
-                                                 : _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones));
+                s[t] = q8 ? rc_dp2(s[t], w, x) : rc_dp4(s[t], w, x);
             }
         }
         const __m256 d = _mm256_load_ps(D + bl * RC_MR);
@@ -680,8 +695,13 @@ static void rc_gemm_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     rc_gemm_int(0, W, in, r0, r1, X, T, Y, out, scratch);
 }
 
+#if defined(RC_AVX_VNNI)
+const rc_kernel_set rc_kernels_avx2_vnni = {
+    .name = "avx2-vnni",
+#else
 const rc_kernel_set rc_kernels_avx2 = {
     .name = "avx2",
+#endif
     .rows = {[RWKV_DTYPE_F32] = rc_rows_f32, [RWKV_DTYPE_F16] = rc_rows_f16, [RWKV_DTYPE_Q8_0] = rc_rows_q8,
              [RWKV_DTYPE_Q4] = rc_rows_q4},
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,

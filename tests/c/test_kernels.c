@@ -554,8 +554,8 @@ int main(void) {
     test_exp();
     test_wkv_isa();
     test_qx_isa();
-    const char *families[] = {"avx512-amx", "avx512", "avx2", "neon-dotprod", "neon"};
-    for (int i = 0; i < 5; i++) {
+    const char *families[] = {"avx512-amx", "avx512", "avx2-vnni", "avx2", "neon-dotprod", "neon"};
+    for (int i = 0; i < 6; i++) {
         const rc_kernel_set *ks = rc_kernels_by_name(families[i]);
         if (!ks) {
             printf("skip %s: %s\n", families[i], rwkv_last_error());
