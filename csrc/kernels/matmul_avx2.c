@@ -24,23 +24,39 @@
 
 #include "kernels/prefetch_x86.h" /* RC_PF, the measured distances */
 
+/* RC_KEEP(v): v is in a register here (an empty asm that GCC must assume reads and changes it). Without it GCC
+ * reassociates a run of AVX2 integer accumulations (s += madd(maddubs(w, x)); ...) into a tree: every product is
+ * computed first and parked on the stack, then summed; the q4 GEMM lost ~20% of its time to those stores and
+ * reloads, the small-batch rows function ~17% (docs/PERFORMANCE.md, seventh session). Only those two loops
+ * (many independent sums, each a long run) take it: the single-vector functions (one short sum per half group)
+ * gain from the tree, and single-token decode ran 16% slower with the barrier there. vpdpbusd carries its
+ * accumulator, so the avx2-vnni copy needs no barrier (and ran ~4% slower with it). The sums are exact integers
+ * either way. */
+#if !defined(RC_AVX_VNNI)
+#define RC_KEEP(v) __asm__("" : "+x"(v))
+#else
+#define RC_KEEP(v) (void)0
+#endif
+
 /* acc + the 4-byte sums of u8 x s8 products per int32 lane (u <= 120, so a vpmaddubsw pair, 120 * 127 * 2,
  * never saturates int16: the AVX2 form is exact too) */
 static inline __m256i rc_dp4(__m256i acc, __m256i u, __m256i x) {
 #if defined(RC_AVX_VNNI)
-    return _mm256_dpbusd_avx_epi32(acc, u, x);
+    acc = _mm256_dpbusd_avx_epi32(acc, u, x);
 #else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
 #endif
+    return acc;
 }
 
 /* acc + the 2-pair sums of s16 x s16 products per int32 lane */
 static inline __m256i rc_dp2(__m256i acc, __m256i w, __m256i x) {
 #if defined(RC_AVX_VNNI)
-    return _mm256_dpwssd_avx_epi32(acc, w, x);
+    acc = _mm256_dpwssd_avx_epi32(acc, w, x);
 #else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(w, x));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(w, x));
 #endif
+    return acc;
 }
 
 static inline float rc_hsum(__m256 v) {
@@ -352,6 +368,7 @@ static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_
                 const __m256i xh = rc_q4_load(xq + t * xs + ox + 4 * n, whole, live);
                 /* each vpmaddubsw pair sum fits int16 (120 * 127 * 2), two of them would not: widen each */
                 dot[t] = rc_dp4(rc_dp4(dot[t], lo, xl), hi, xh);
+                RC_KEEP(dot[t]);
             }
         }
         __m256 dw;
@@ -633,6 +650,7 @@ static RC_ALWAYS_INLINE void rc_kernel_q(const int q8, const uint8_t *P, const f
             for (int t = 0; t < nt; t++) {
                 const __m256i x = _mm256_set1_epi32(rc_load_i32(xq[t] + b * xblock + 4 * g));
                 s[t] = q8 ? rc_dp2(s[t], w, x) : rc_dp4(s[t], w, x);
+                RC_KEEP(s[t]);
             }
         }
         const __m256 d = _mm256_load_ps(D + bl * RC_MR);
