@@ -24,6 +24,15 @@
 
 #include "kernels/prefetch_x86.h" /* RC_PF, the measured distances */
 
+#if defined(RC_AVX_VNNI) && defined(RC_AVX_VNNI_EMU) /* tests on CPUs without AVX-VNNI: tests/c/vnni_emu.h */
+#include "vnni_emu.h"
+#define RC_VPDPBUSD rc_emu_dpbusd
+#define RC_VPDPWSSD rc_emu_dpwssd
+#elif defined(RC_AVX_VNNI)
+#define RC_VPDPBUSD _mm256_dpbusd_avx_epi32
+#define RC_VPDPWSSD _mm256_dpwssd_avx_epi32
+#endif
+
 /* RC_KEEP(v): v is in a register here (an empty asm that GCC must assume reads and changes it). Without it GCC
  * reassociates a run of AVX2 integer accumulations (s += madd(maddubs(w, x)); ...) into a tree: every product is
  * computed first and parked on the stack, then summed; the q4 GEMM lost ~20% of its time to those stores and
@@ -42,7 +51,7 @@
  * never saturates int16: the AVX2 form is exact too) */
 static inline __m256i rc_dp4(__m256i acc, __m256i u, __m256i x) {
 #if defined(RC_AVX_VNNI)
-    acc = _mm256_dpbusd_avx_epi32(acc, u, x);
+    acc = RC_VPDPBUSD(acc, u, x);
 #else
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
 #endif
@@ -52,7 +61,7 @@ static inline __m256i rc_dp4(__m256i acc, __m256i u, __m256i x) {
 /* acc + the 2-pair sums of s16 x s16 products per int32 lane */
 static inline __m256i rc_dp2(__m256i acc, __m256i w, __m256i x) {
 #if defined(RC_AVX_VNNI)
-    acc = _mm256_dpwssd_avx_epi32(acc, w, x);
+    acc = RC_VPDPWSSD(acc, w, x);
 #else
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(w, x));
 #endif

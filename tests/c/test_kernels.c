@@ -1,6 +1,7 @@
 /* test_kernels.c: every kernel family built into this program against the scalar reference, on random
  * data of many shapes, with no Python: it runs where pytest cannot (aarch64 under qemu-user) and on a
- * second build of the AVX-512 kernels against SIMDe (RC_TEST_SIMDE). Families this CPU cannot run are
+ * second build of the AVX-512 kernels against SIMDe and of the avx2-vnni family with its two VNNI instructions
+ * emulated in AVX2 (RC_TEST_SIMDE). Families this CPU cannot run are
  * reported and left out. Prints "N passed, N failed" and exits non-zero on any failure.
  *
  * Checks per family and dtype (f32, f16, q8, q4): shapes with odd sizes, widths not a multiple of 8/16 for
@@ -22,6 +23,7 @@
 
 #ifdef RC_TEST_SIMDE
 extern const rc_kernel_set rc_kernels_avx512_simde;
+extern const rc_kernel_set rc_kernels_avx2_vnni_emu; /* the avx2-vnni family, VNNI written in AVX2 (vnni_emu.h) */
 #endif
 
 static int n_pass, n_fail;
@@ -579,6 +581,8 @@ int main(void) {
 #ifdef RC_TEST_SIMDE
     printf("testing avx512 built against SIMDe\n");
     test_family(&rc_kernels_avx512_simde);
+    printf("testing avx2-vnni with its VNNI instructions emulated in AVX2\n");
+    test_family(&rc_kernels_avx2_vnni_emu);
 #endif
     printf("cpu: %s\n", rwkv_cpu_features());
     printf("%d passed, %d failed\n", n_pass, n_fail);
