@@ -299,12 +299,81 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     return rc_hsum512(_mm512_fnmadd_ps(_mm512_set1_ps(64.0f), corr, acc));
 }
 
+/* q8, small batches: R (1 or 2) rows against nt <= 8 prepared vectors (vector t at qx + t * xs). Each block of a
+ * row is widened to int16 once (vpmovsxbw) and serves every vector, and with R = 2 each load of a vector's
+ * activations serves both rows: per row, vector and block one vpdpwssd, one conversion and one FMA by
+ * d_w d_x, as in rc_row_q8 (a block's 16 lanes are summed only at the end). The scales d_w d_x of 16 blocks
+ * are made once per row and vector (sc). */
+static inline __attribute__((always_inline)) void rc_rows_q8_batch(const uint8_t *const rows[2], const int R,
+                                                                   uint64_t nb, const uint8_t *qx, uint64_t xs,
+                                                                   const int nt, float *y, uint64_t ldy) {
+    __m512 acc[2][8];
+    float sc[2][8][16];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    for (uint64_t b0 = 0; b0 < nb; b0 += 16) {
+        const uint64_t n = nb - b0 < 16 ? nb - b0 : 16;
+        const __mmask16 lanes = (__mmask16)((1u << n) - 1);
+        for (int r = 0; r < R; r++) {
+            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, rc_q_scales(rows[r]) + b0));
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++)
+                _mm512_storeu_ps(sc[r][t], _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(lanes, rc_qx_d(qx + t * xs) + b0)));
+        }
+        for (uint64_t k = 0; k < n; k++) {
+            const uint64_t b = b0 + k;
+            __m512i w[2];
+            for (int r = 0; r < R; r++) {
+                const int8_t *wq = (const int8_t *)rc_q_quants(rows[r], nb) + b * RC_QK;
+                if (k % 2 == 0) RC_PF((const char *)wq, RC_PF_Q8);
+                w[r] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)wq));
+            }
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const __m512i x = _mm512_loadu_si512((const void *)(rc_qx_q16(qx + t * xs, nb) + b * RC_QK));
+                for (int r = 0; r < R; r++)
+                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpwssd_epi32(_mm512_setzero_si512(), w[r], x)),
+                                                _mm512_set1_ps(sc[r][t][k]), acc[r][t]);
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < R; r++) y[t * ldy + r] = rc_hsum512(acc[r][t]);
+}
+
+/* Below 6 vectors one at a time is faster (1.5b q8 batches, tok/s, one at a time / this function: B = 3 33.5 /
+ * 30.2, B = 4 37.0 / 34.9, B = 6 40.4 / 42.0, B = 8 42.6 / 48.4); from 9 the GEMM (gemm_min_t). */
+#ifndef RC_Q8_BATCH_MIN_T
+#define RC_Q8_BATCH_MIN_T 6
+#endif
+static void rc_rows_q8_batch_n(const uint8_t *const rows[2], int R, uint64_t nb, const uint8_t *qx, uint64_t xs,
+                               uint64_t nt, float *y, uint64_t ldy) {
+    switch (nt * 2 + (uint64_t)(R - 1)) {
+#define RC_CASE(n)                                                                                                     \
+    case 2 * n: rc_rows_q8_batch(rows, 1, nb, qx, xs, n, y, ldy); break;                                             \
+    case 2 * n + 1: rc_rows_q8_batch(rows, 2, nb, qx, xs, n, y, ldy); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
+#undef RC_CASE
+    default: break;
+    }
+}
+
 static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out) {
     const uint64_t nb = in / RC_QK, rb = nb * RC_Q8_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q8_0, in);
-    for (uint64_t o = r0; o < r1; o++)
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
+    if (T < RC_Q8_BATCH_MIN_T) { /* one vector at a time: the second finds the row in L1 */
+        for (uint64_t o = r0; o < r1; o++)
+            for (uint64_t t = 0; t < T; t++)
+                Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
+        return;
+    }
+    for (uint64_t o = r0; o < r1; o += 2) { /* rows in pairs (the last alone), vectors 8 at a time */
+        const int R = r1 - o >= 2 ? 2 : 1;
+        const uint8_t *rows[2] = {(const uint8_t *)W + o * rb, (const uint8_t *)W + (o + (uint64_t)(R - 1)) * rb};
+        for (uint64_t t0 = 0; t0 < T; t0 += 8)
+            rc_rows_q8_batch_n(rows, R, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
+    }
 }
 
 /* The codebook values + 64 of one 64-byte chunk of codes: c[0] faces the chunk's 64 activations of low nibbles,
@@ -1046,7 +1115,7 @@ const rc_kernel_set rc_kernels_avx512 = {
     .gx_prepare = rc_gx_prepare_avx512,
     /* q4: rc_rows_q4 keeps two rows' codes in registers for up to 8 vectors; measured (14336x4096, one
      * core, in L3) 3.3 ms against 7.3 for the GEMM at 8 vectors, 8.3 / 9.5 at 16, 12.5 / 11.7 at 24 */
-    .gemm_min_t = {[RWKV_DTYPE_Q4] = 24},
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = 24, [RWKV_DTYPE_Q8_0] = 9},
     .isa = RC_ISA_AVX512,
 };
 
@@ -1060,7 +1129,7 @@ const rc_kernel_set rc_kernels_avx512_amx = {
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
     .gx_prepare = rc_gx_prepare_avx512,
-    .gemm_min_t = {[RWKV_DTYPE_Q4] = 17},
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = 17, [RWKV_DTYPE_Q8_0] = 9},
     .isa = RC_ISA_AVX512,
 };
 #endif

@@ -249,20 +249,24 @@ static void test_small_batches(const rc_kernel_set *ks) {
     static const uint64_t rows_list[] = {1, 15, 16, 17, 31, 33, 100};
     static const uint64_t blocks[] = {2, 3, 9, 15, 16, 17, 31, 33, 64, 70};
     static const uint64_t T_list[] = {2, 3, 5, 7, 8, 9, 12, 15, 16, 17, 23, 40};
-    int i = 0;
-    for (int c = 0; c < 10; c++)
-        for (int r = 0; r < 7; r++, i++)
-            compare_on(ks, RWKV_DTYPE_Q4, rows_list[r], blocks[c] * RC_QK, T_list[i % 12], 0, RC_PATH_ROWS, NULL);
-    for (int special = 1; special <= 4; special++) {
-        compare_on(ks, RWKV_DTYPE_Q4, 21, 19 * RC_QK, 8, special, RC_PATH_ROWS, NULL);
-        compare_on(ks, RWKV_DTYPE_Q4, 18, 35 * RC_QK, 13, special, RC_PATH_ROWS, NULL);
-    }
-    rc_pool *pool = rc_pool_new(2);
-    if (pool) {
-        compare_on(ks, RWKV_DTYPE_Q4, 300, 96 * RC_QK, 8, 0, RC_PATH_ROWS, pool);
-        compare_on(ks, RWKV_DTYPE_Q4, 133, 130 * RC_QK, 16, 0, RC_PATH_ROWS, pool);
-        compare_on(ks, RWKV_DTYPE_Q4, 77, 40 * RC_QK, 5, 0, RC_PATH_AUTO, pool);
-        rc_pool_free(pool);
+    static const uint32_t dtypes[] = {RWKV_DTYPE_Q4, RWKV_DTYPE_Q8_0}; /* both have small-batch rows functions */
+    for (int d = 0; d < 2; d++) {
+        const uint32_t dt = dtypes[d];
+        int i = 0;
+        for (int c = 0; c < 10; c++)
+            for (int r = 0; r < 7; r++, i++)
+                compare_on(ks, dt, rows_list[r], blocks[c] * RC_QK, T_list[i % 12], 0, RC_PATH_ROWS, NULL);
+        for (int special = 1; special <= 4; special++) {
+            compare_on(ks, dt, 21, 19 * RC_QK, 8, special, RC_PATH_ROWS, NULL);
+            compare_on(ks, dt, 18, 35 * RC_QK, 13, special, RC_PATH_ROWS, NULL);
+        }
+        rc_pool *pool = rc_pool_new(2);
+        if (pool) {
+            compare_on(ks, dt, 300, 96 * RC_QK, 8, 0, RC_PATH_ROWS, pool);
+            compare_on(ks, dt, 133, 130 * RC_QK, 16, 0, RC_PATH_ROWS, pool);
+            compare_on(ks, dt, 77, 40 * RC_QK, 5, 0, RC_PATH_AUTO, pool);
+            rc_pool_free(pool);
+        }
     }
 }
 
