@@ -299,60 +299,51 @@ static float rc_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx) {
     return rc_hsum512(_mm512_fnmadd_ps(_mm512_set1_ps(64.0f), corr, acc));
 }
 
-/* q8, small batches: R (1 or 2) rows against nt <= 8 prepared vectors (vector t at qx + t * xs). Each block of a
- * row is widened to int16 once (vpmovsxbw) and serves every vector, and with R = 2 each load of a vector's
- * activations serves both rows: per row, vector and block one vpdpwssd, one conversion and one FMA by
- * d_w d_x, as in rc_row_q8 (a block's 16 lanes are summed only at the end). The scales d_w d_x of 16 blocks
- * are made once per row and vector (sc). */
-static inline __attribute__((always_inline)) void rc_rows_q8_batch(const uint8_t *const rows[2], const int R,
-                                                                   uint64_t nb, const uint8_t *qx, uint64_t xs,
-                                                                   const int nt, float *y, uint64_t ldy) {
-    __m512 acc[2][8];
-    float sc[2][8][16];
+/* q8, small batches: one row against nt <= 8 prepared vectors (vector t at qx + t * xs). Each block of the row is
+ * widened to int16 once (vpmovsxbw) and serves every vector: per vector and block one vpdpwssd, one conversion
+ * and one FMA by d_w d_x, as in rc_row_q8 (a block's 16 lanes are summed only at the end). The scales d_w d_x of
+ * 16 blocks are made once per vector (sc). Two rows at a time, sharing each activation load, were slower
+ * (1.5b q8 B = 8 47.5 against 57 tok/s: 16 accumulators and the two rows' scales do not fit the registers). */
+static inline __attribute__((always_inline)) void rc_rows_q8_batch(const uint8_t *row, uint64_t nb, const uint8_t *qx,
+                                                                   uint64_t xs, const int nt, float *y, uint64_t ldy) {
+    const uint16_t *dw = rc_q_scales(row);
+    const int8_t *wq = (const int8_t *)rc_q_quants(row, nb);
+    __m512 acc[8];
+    float sc[8][16];
 #pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
     for (uint64_t b0 = 0; b0 < nb; b0 += 16) {
         const uint64_t n = nb - b0 < 16 ? nb - b0 : 16;
         const __mmask16 lanes = (__mmask16)((1u << n) - 1);
-        for (int r = 0; r < R; r++) {
-            const __m512 dw = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, rc_q_scales(rows[r]) + b0));
+        const __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lanes, dw + b0));
 #pragma GCC unroll 8
-            for (int t = 0; t < nt; t++)
-                _mm512_storeu_ps(sc[r][t], _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(lanes, rc_qx_d(qx + t * xs) + b0)));
-        }
+        for (int t = 0; t < nt; t++)
+            _mm512_storeu_ps(sc[t], _mm512_mul_ps(d, _mm512_maskz_loadu_ps(lanes, rc_qx_d(qx + t * xs) + b0)));
         for (uint64_t k = 0; k < n; k++) {
             const uint64_t b = b0 + k;
-            __m512i w[2];
-            for (int r = 0; r < R; r++) {
-                const int8_t *wq = (const int8_t *)rc_q_quants(rows[r], nb) + b * RC_QK;
-                if (k % 2 == 0) RC_PF((const char *)wq, RC_PF_Q8);
-                w[r] = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)wq));
-            }
+            if (k % 2 == 0) RC_PF((const char *)(wq + b * RC_QK), RC_PF_Q8);
+            const __m512i w = _mm512_cvtepi8_epi16(_mm256_loadu_si256((const __m256i *)(wq + b * RC_QK)));
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
                 const __m512i x = _mm512_loadu_si512((const void *)(rc_qx_q16(qx + t * xs, nb) + b * RC_QK));
-                for (int r = 0; r < R; r++)
-                    acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpwssd_epi32(_mm512_setzero_si512(), w[r], x)),
-                                                _mm512_set1_ps(sc[r][t][k]), acc[r][t]);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpwssd_epi32(_mm512_setzero_si512(), w, x)),
+                                         _mm512_set1_ps(sc[t][k]), acc[t]);
             }
         }
     }
 #pragma GCC unroll 8
-    for (int t = 0; t < nt; t++)
-        for (int r = 0; r < R; r++) y[t * ldy + r] = rc_hsum512(acc[r][t]);
+    for (int t = 0; t < nt; t++) y[t * ldy] = rc_hsum512(acc[t]);
 }
 
-/* Below 6 vectors one at a time is faster (1.5b q8 batches, tok/s, one at a time / this function: B = 3 33.5 /
- * 30.2, B = 4 37.0 / 34.9, B = 6 40.4 / 42.0, B = 8 42.6 / 48.4); from 9 the GEMM (gemm_min_t). */
+/* From 3 vectors (1.5b q8, tok/s, one vector at a time against this function: B = 3 34.1 / 38.7, B = 4 36.7 /
+ * 44.2, B = 8 47.5 / 57.1; B = 2 was faster one at a time); from 9 the GEMM (gemm_min_t). */
 #ifndef RC_Q8_BATCH_MIN_T
-#define RC_Q8_BATCH_MIN_T 6
+#define RC_Q8_BATCH_MIN_T 3
 #endif
-static void rc_rows_q8_batch_n(const uint8_t *const rows[2], int R, uint64_t nb, const uint8_t *qx, uint64_t xs,
-                               uint64_t nt, float *y, uint64_t ldy) {
-    switch (nt * 2 + (uint64_t)(R - 1)) {
-#define RC_CASE(n)                                                                                                     \
-    case 2 * n: rc_rows_q8_batch(rows, 1, nb, qx, xs, n, y, ldy); break;                                             \
-    case 2 * n + 1: rc_rows_q8_batch(rows, 2, nb, qx, xs, n, y, ldy); break;
+static void rc_rows_q8_batch_n(const uint8_t *row, uint64_t nb, const uint8_t *qx, uint64_t xs, uint64_t nt,
+                               float *y, uint64_t ldy) {
+    switch (nt) {
+#define RC_CASE(n) case n: rc_rows_q8_batch(row, nb, qx, xs, n, y, ldy); break;
         RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
 #undef RC_CASE
     default: break;
@@ -368,12 +359,10 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
                 Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
         return;
     }
-    for (uint64_t o = r0; o < r1; o += 2) { /* rows in pairs (the last alone), vectors 8 at a time */
-        const int R = r1 - o >= 2 ? 2 : 1;
-        const uint8_t *rows[2] = {(const uint8_t *)W + o * rb, (const uint8_t *)W + (o + (uint64_t)(R - 1)) * rb};
+    for (uint64_t o = r0; o < r1; o++) /* vectors 8 at a time */
         for (uint64_t t0 = 0; t0 < T; t0 += 8)
-            rc_rows_q8_batch_n(rows, R, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
-    }
+            rc_rows_q8_batch_n((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t0 * xs, xs,
+                               T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
 }
 
 /* The codebook values + 64 of one 64-byte chunk of codes: c[0] faces the chunk's 64 activations of low nibbles,
