@@ -51,21 +51,19 @@
  * never saturates int16: the AVX2 form is exact too) */
 static inline __m256i rc_dp4(__m256i acc, __m256i u, __m256i x) {
 #if defined(RC_AVX_VNNI)
-    acc = RC_VPDPBUSD(acc, u, x);
+    return RC_VPDPBUSD(acc, u, x);
 #else
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)));
 #endif
-    return acc;
 }
 
 /* acc + the 2-pair sums of s16 x s16 products per int32 lane */
 static inline __m256i rc_dp2(__m256i acc, __m256i w, __m256i x) {
 #if defined(RC_AVX_VNNI)
-    acc = RC_VPDPWSSD(acc, w, x);
+    return RC_VPDPWSSD(acc, w, x);
 #else
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(w, x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(w, x));
 #endif
-    return acc;
 }
 
 static inline float rc_hsum(__m256 v) {

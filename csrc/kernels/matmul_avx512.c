@@ -336,7 +336,7 @@ static inline __attribute__((always_inline)) void rc_rows_q8_batch(const uint8_t
 }
 
 /* From 3 vectors (1.5b q8, tok/s, one vector at a time against this function: B = 3 34.1 / 38.7, B = 4 36.7 /
- * 44.2, B = 8 47.5 / 57.1; B = 2 was faster one at a time); from 9 the GEMM (gemm_min_t). */
+ * 44.2; B = 2 was faster one at a time); from 9 the GEMM (gemm_min_t). */
 #ifndef RC_Q8_BATCH_MIN_T
 #define RC_Q8_BATCH_MIN_T 3
 #endif
