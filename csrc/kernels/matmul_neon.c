@@ -4,8 +4,8 @@
  *   q8         int8 weights times the prepared int16 activations with smlal (widening multiply-add)
  *   q4         4-bit codes -> codebook values with one tbl, times the prepared int8 activations with
  *              smull, a pairwise add (addp) and sadalp: one int32 lane per block of the group packing
- *              (quant.h), 4 blocks per 16 bytes
- * matmul_neon_dotprod.c replaces the q4 product with sdot where the CPU has the dot-product extension. */
+ *              (quant.h), 4 blocks per 16 bytes (matmul_neon_q4.h, shared with the dotprod family)
+ * matmul_neon_dotprod.c compiles the same q4 kernels with sdot where the CPU has the dot-product extension. */
 #include <arm_neon.h>
 
 #include "kernels/matmul.h"
@@ -127,115 +127,97 @@ void rc_neon_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, cons
             Y[t * out + o] = rc_dot_f16((const uint16_t *)W + o * in, (const float *)X + t * in, in);
 }
 
-/* q8: one block = 32 int8 x int16 products */
-static inline int32x4_t rc_block_q8(const int8_t *w, const int16_t *x) {
+/* q8: one block = 32 int8 weights widened to int16 once (w[4], 8 each), times one vector's 32 int16 activations */
+typedef struct {
+    int16x8_t w[4];
+} rc_q8_wide;
+
+static inline __attribute__((always_inline)) rc_q8_wide rc_widen_q8(const int8_t *w) {
     const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
-    int32x4_t a = vmull_s16(vget_low_s16(vmovl_s8(vget_low_s8(w0))), vld1_s16(x));
-    a = vmlal_high_s16(a, vmovl_s8(vget_low_s8(w0)), vld1q_s16(x));
-    a = vmlal_s16(a, vget_low_s16(vmovl_high_s8(w0)), vld1_s16(x + 8));
-    a = vmlal_high_s16(a, vmovl_high_s8(w0), vld1q_s16(x + 8));
-    a = vmlal_s16(a, vget_low_s16(vmovl_s8(vget_low_s8(w1))), vld1_s16(x + 16));
-    a = vmlal_high_s16(a, vmovl_s8(vget_low_s8(w1)), vld1q_s16(x + 16));
-    a = vmlal_s16(a, vget_low_s16(vmovl_high_s8(w1)), vld1_s16(x + 24));
-    a = vmlal_high_s16(a, vmovl_high_s8(w1), vld1q_s16(x + 24));
+    return (rc_q8_wide){{vmovl_s8(vget_low_s8(w0)), vmovl_high_s8(w0), vmovl_s8(vget_low_s8(w1)), vmovl_high_s8(w1)}};
+}
+
+static inline __attribute__((always_inline)) int32x4_t rc_block_q8(const rc_q8_wide *w, const int16_t *x) {
+    int32x4_t a = vdupq_n_s32(0);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        const int16x8_t xv = vld1q_s16(x + 8 * i);
+        a = vmlal_s16(a, vget_low_s16(w->w[i]), vget_low_s16(xv));
+        a = vmlal_high_s16(a, w->w[i], xv);
+    }
     return a;
 }
 
-static float rc_row_q8(const uint8_t *row, uint64_t nb, const void *qx) {
+/* Block b of a row (scales dw, quants wq) against nt prepared vectors (vector t at qx + t * xs): acc[t] +=
+ * d_w d_x (block's integer sum), the block widened once for all nt. */
+static inline __attribute__((always_inline)) void rc_q8_step(const uint16_t *dw, const int8_t *wq, uint64_t nb,
+                                                             uint64_t b, const uint8_t *qx, uint64_t xs, const int nt,
+                                                             float32x4_t acc[]) {
+    const rc_q8_wide w = rc_widen_q8(wq + b * RC_QK);
+    const float d = rc_f16_to_f32(dw[b]);
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) {
+        const uint8_t *v = qx + (uint64_t)t * xs;
+        acc[t] = vfmaq_n_f32(acc[t], vcvtq_f32_s32(rc_block_q8(&w, rc_qx_q16(v, nb) + b * RC_QK)), d * rc_qx_d(v)[b]);
+    }
+}
+
+/* One row against nt <= 8 prepared vectors: y[t * ldy] = the row's product with vector t. Even blocks add up in
+ * a0, odd ones in a1 (two chains); the same operations in the same order for every nt. */
+static inline __attribute__((always_inline)) void rc_q8_batch(const uint8_t *row, uint64_t nb, const uint8_t *qx,
+                                                              uint64_t xs, const int nt, float *y, uint64_t ldy) {
     const uint16_t *dw = rc_q_scales(row);
     const int8_t *wq = (const int8_t *)rc_q_quants(row, nb);
-    const float *dx = rc_qx_d(qx);
-    const int16_t *xq = rc_qx_q16(qx, nb);
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0;
+    float32x4_t a0[8], a1[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) a0[t] = a1[t] = vdupq_n_f32(0);
     uint64_t b = 0;
     for (; b + 2 <= nb; b += 2) {
-        a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(rc_block_q8(wq + b * RC_QK, xq + b * RC_QK)), rc_f16_to_f32(dw[b]) * dx[b]);
-        a1 = vfmaq_n_f32(a1, vcvtq_f32_s32(rc_block_q8(wq + (b + 1) * RC_QK, xq + (b + 1) * RC_QK)),
-                         rc_f16_to_f32(dw[b + 1]) * dx[b + 1]);
+        rc_q8_step(dw, wq, nb, b, qx, xs, nt, a0);
+        rc_q8_step(dw, wq, nb, b + 1, qx, xs, nt, a1);
     }
-    if (b < nb)
-        a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(rc_block_q8(wq + b * RC_QK, xq + b * RC_QK)), rc_f16_to_f32(dw[b]) * dx[b]);
-    return vaddvq_f32(vaddq_f32(a0, a1));
+    if (b < nb) rc_q8_step(dw, wq, nb, b, qx, xs, nt, a0);
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) y[(uint64_t)t * ldy] = vaddvq_f32(vaddq_f32(a0[t], a1[t]));
+}
+
+static void rc_q8_batch_n(const uint8_t *row, uint64_t nb, const uint8_t *qx, uint64_t xs, uint64_t nt, float *y,
+                          uint64_t ldy) {
+    switch (nt) {
+#define RC_CASE(k) case k: rc_q8_batch(row, nb, qx, xs, k, y, ldy); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
+#undef RC_CASE
+    default: break;
+    }
+}
+
+/* q8 rows: one vector row by row; several as tiles of 16 rows times groups of up to 8 vectors (the tile's rows,
+ * 16 x 34 in / 32 bytes, stay in cache while every group passes: each weight comes from memory once a call). */
+void rc_neon_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                     uint64_t out) {
+    const uint64_t nb = in / RC_QK, rb = nb * RC_Q8_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q8_0, in);
+    const uint8_t *w = (const uint8_t *)W, *x = (const uint8_t *)X;
+    if (T == 1) {
+        for (uint64_t o = r0; o < r1; o++) rc_q8_batch(w + o * rb, nb, x, 0, 1, Y + o, 0);
+        return;
+    }
+    for (uint64_t o0 = r0; o0 < r1; o0 += 16)
+        for (uint64_t t0 = 0; t0 < T; t0 += 8)
+            for (uint64_t o = o0; o < r1 && o < o0 + 16; o++)
+                rc_q8_batch_n(w + o * rb, nb, x + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
 }
 
 /* q4 (no dot-product extension): lane k of acc += the sum of the 4 products of bytes 4k..4k+3 of v and x.
  * Pair sums of int8 products fit int16 (2 * 63 * 127), then one widening pairwise add. */
-static int32x4_t rc_dot4_neon(int32x4_t acc, int8x16_t v, int8x16_t x) {
+static inline __attribute__((always_inline)) int32x4_t rc_dot4_neon(int32x4_t acc, int8x16_t v, int8x16_t x) {
     const int16x8_t pairs = vpaddq_s16(vmull_s8(vget_low_s8(v), vget_low_s8(x)), vmull_high_s8(v, x));
     return vpadalq_s16(acc, pairs);
 }
-
-/* 16 bytes at p, of which the first 4 nk are read (nk < 4: the rest is zero) */
-static inline uint8x16_t rc_load16(const void *p, uint64_t nk) {
-    if (nk == 4) return vld1q_u8((const uint8_t *)p);
-    uint8_t buf[16] = {0};
-    memcpy(buf, p, 4 * nk);
-    return vld1q_u8(buf);
-}
-
-/* d_w * d_x of blocks [b, b + nk), b a multiple of 4 (so one super-block, one D), nk <= 4; lanes >= nk zero.
- * The f16 D converted by the hardware (fcvtl), s widened: exact, as rc_q4_scale. */
-static inline float32x4_t rc_q4_scales4(const rc_q4_row *r, uint64_t b, uint64_t nk, const float *dx) {
-    const float D = vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(r->D[b / RC_Q4_SUPER]))), 0);
-    if (nk < 4) {
-        float sc[4] = {0, 0, 0, 0};
-        for (uint64_t k = 0; k < nk; k++) sc[k] = D * (float)r->s[b + k] * 0.0078125f * dx[b + k];
-        return vld1q_f32(sc);
-    }
-    int32_t s4;
-    memcpy(&s4, r->s + b, 4); /* 4 int8 scales, no read past them */
-    const int32x4_t s = vmovl_s16(vget_low_s16(vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(s4)))));
-    return vmulq_f32(vmulq_n_f32(vcvtq_f32_s32(s), D * 0.0078125f), vld1q_f32(dx + b));
-}
-
-/* One q4 row: groups of n blocks (quant.h) taken 4 blocks (16 bytes of each chunk) at a time; lane k of the
- * int32 sums is block k of the four. Codebook values signed (tbl), so no +64 correction. */
-float rc_neon_row_q4(const rc_q4_row *r, uint64_t nb, const void *qx, rc_neon_dot4_fn dot4) {
-    const float *dx = rc_qx_d(qx);
-    const int8_t *xq = rc_qx_q(qx, nb);
-    const int8x16_t table = vld1q_s8(rc_q4_values);
-    const uint8x16_t m4 = vdupq_n_u8(0x0f);
-    float32x4_t acc = vdupq_n_f32(0);
-    for (uint64_t b = 0; b < nb; b += RC_Q4_GROUP) {
-        const uint64_t n = rc_q4_group_blocks(nb, b);
-        const uint8_t *p = r->codes + 16 * b;
-        const int8_t *x = xq + 32 * b;
-        for (uint64_t k0 = 0; k0 < n; k0 += 4) {
-            const uint64_t nk = n - k0 < 4 ? n - k0 : 4;
-            int32x4_t d = vdupq_n_s32(0);
-            for (uint64_t m = 0; m < 4; m++) {
-                const uint8x16_t q = rc_load16(p + 4 * n * m + 4 * k0, nk);
-                const int8x16_t xl = vreinterpretq_s8_u8(rc_load16(x + 8 * n * m + 4 * k0, nk));
-                const int8x16_t xh = vreinterpretq_s8_u8(rc_load16(x + 8 * n * m + 4 * n + 4 * k0, nk));
-                d = dot4(d, vqtbl1q_s8(table, vandq_u8(q, m4)), xl);
-                d = dot4(d, vqtbl1q_s8(table, vshrq_n_u8(q, 4)), xh);
-            }
-            acc = vfmaq_f32(acc, vcvtq_f32_s32(d), rc_q4_scales4(r, b + k0, nk, dx));
-        }
-    }
-    return vaddvq_f32(acc);
-}
-
-void rc_neon_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
-                       uint64_t out) {
-    const uint64_t nb = in / RC_QK, rb = nb * RC_Q8_BLOCK_BYTES, xs = rc_qx_stride(RWKV_DTYPE_Q8_0, in);
-    for (uint64_t o = r0; o < r1; o++)
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_row_q8((const uint8_t *)W + o * rb, nb, (const uint8_t *)X + t * xs);
-}
-
-static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
-                       uint64_t out) {
-    const uint64_t nb = in / RC_QK, xs = rc_qx_stride(RWKV_DTYPE_Q4, in);
-    for (uint64_t o = r0; o < r1; o++) {
-        const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_neon_row_q4(&r, nb, (const uint8_t *)X + t * xs, rc_dot4_neon);
-    }
-}
+#define RC_NEON_DOT4(acc, v, x) rc_dot4_neon(acc, v, x)
+#include "kernels/matmul_neon_q4.h"
 
 const rc_kernel_set rc_kernels_neon = {
     .name = "neon",
     .rows = {[RWKV_DTYPE_F32] = rc_neon_rows_f32, [RWKV_DTYPE_F16] = rc_neon_rows_f16, [RWKV_DTYPE_Q8_0] = rc_neon_rows_q8,
-             [RWKV_DTYPE_Q4] = rc_rows_q4},
+             [RWKV_DTYPE_Q4] = rc_neon_rows_q4},
 };

@@ -270,8 +270,33 @@ static void test_small_batches(const rc_kernel_set *ks) {
     }
 }
 
+/* The NEON families' q4 and q8 rows functions do the same operations in the same order for every number of
+ * vectors (KERNELS.md, "Several vectors on NEON"): a vector's outputs from a product of T vectors equal, bit for
+ * bit, those of a product of that vector alone. Rows cut around the 16-row tiles, T across the 8-vector groups,
+ * short last groups of q4 blocks. */
+static void test_batch_independent(const rc_kernel_set *ks) {
+    static const uint32_t dtypes[] = {RWKV_DTYPE_Q4, RWKV_DTYPE_Q8_0};
+    static const uint64_t shapes[][3] = {{37, 19, 11}, {16, 40, 8}, {17, 33, 17}, {5, 2, 3}};
+    for (int d = 0; d < 2; d++)
+        for (int k = 0; k < 4; k++) {
+            const uint64_t rows = shapes[k][0], cols = shapes[k][1] * RC_QK, T = shapes[k][2];
+            float *wf = malloc(rows * cols * sizeof(float)), *x = malloc(T * cols * sizeof(float));
+            float *yb = malloc(T * rows * sizeof(float)), *y1 = malloc(T * rows * sizeof(float));
+            void *w = make_w(dtypes[d], rows, cols, wf);
+            for (uint64_t i = 0; i < T * cols; i++) x[i] = gauss();
+            rc_tensor t = {"W", dtypes[d], 2, {rows, cols, 0, 0}, rows * cols, rc_row_bytes(dtypes[d], cols) * rows, w, 0,
+                           NULL, NULL};
+            rc_matmul_path(ks, NULL, &t, x, T, yb, RC_PATH_ROWS);
+            for (uint64_t v = 0; v < T; v++) rc_matmul_path(ks, NULL, &t, x + v * cols, 1, y1 + v * rows, RC_PATH_ROWS);
+            check(memcmp(yb, y1, T * rows * sizeof(float)) == 0, ks->name, "batch = one at a time, bit for bit",
+                  dtypes[d], rows, cols);
+            free(wf); free(x); free(yb); free(y1); free(w);
+        }
+}
+
 static void test_family(const rc_kernel_set *ks) {
     test_small_batches(ks);
+    if (strncmp(ks->name, "neon", 4) == 0) test_batch_independent(ks);
     test_gx_prepare(ks);
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};
     static const uint64_t rows_list[] = {1, 3, 17, 64};
