@@ -12,39 +12,62 @@
 #include "kernels/matmul_neon.h"
 #include "kernels/quant.h"
 
-static float rc_dot_f32(const float *w, const float *x, uint64_t n) {
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-    uint64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
-        a1 = vfmaq_f32(a1, vld1q_f32(w + i + 4), vld1q_f32(x + i + 4));
-        a2 = vfmaq_f32(a2, vld1q_f32(w + i + 8), vld1q_f32(x + i + 8));
-        a3 = vfmaq_f32(a3, vld1q_f32(w + i + 12), vld1q_f32(x + i + 12));
+/* 16 weights of a row at i as 4 float32x4 (f16 widened with fcvtl) */
+static inline __attribute__((always_inline)) void rc_w16(int f16, const void *w, uint64_t i, float32x4_t v[4]) {
+    if (f16) {
+        const float16x8_t h0 = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)w + i));
+        const float16x8_t h1 = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)w + i + 8));
+        v[0] = vcvt_f32_f16(vget_low_f16(h0)), v[1] = vcvt_high_f32_f16(h0);
+        v[2] = vcvt_f32_f16(vget_low_f16(h1)), v[3] = vcvt_high_f32_f16(h1);
+    } else {
+        for (int k = 0; k < 4; k++) v[k] = vld1q_f32((const float *)w + i + 4 * k);
     }
-    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(w + i), vld1q_f32(x + i));
-    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-    for (; i < n; i++) s += w[i] * x[i];
-    return s;
 }
 
-static float rc_dot_f16(const uint16_t *w, const float *x, uint64_t n) {
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0; /* four chains: FMA latency x 2 pipes */
+static inline __attribute__((always_inline)) float rc_w1(int f16, const void *w, uint64_t i) {
+    return f16 ? rc_f16_to_f32(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+}
+
+/* One row w of n weights (f32 or f16) against nt <= 4 vectors (vector t at x + t * xs floats): y[t * ldy] = the
+ * dot product. Per vector four chains (FMA latency x 2 pipes) over 16 weights at a time, then 4 at a time into
+ * the first chain, then one at a time; each 16 weights are loaded (and widened) once for all nt vectors. The
+ * same operations in the same order for every nt. */
+static inline __attribute__((always_inline)) void rc_dot_float(int f16, const void *w, uint64_t n, const float *x,
+                                                               uint64_t xs, const int nt, float *y, uint64_t ldy) {
+    float32x4_t a[4][4];
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) a[t][0] = a[t][1] = a[t][2] = a[t][3] = vdupq_n_f32(0);
     uint64_t i = 0;
     for (; i + 16 <= n; i += 16) {
-        const float16x8_t h0 = vreinterpretq_f16_u16(vld1q_u16(w + i)), h1 = vreinterpretq_f16_u16(vld1q_u16(w + i + 8));
-        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h0)), vld1q_f32(x + i));
-        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h0), vld1q_f32(x + i + 4));
-        a2 = vfmaq_f32(a2, vcvt_f32_f16(vget_low_f16(h1)), vld1q_f32(x + i + 8));
-        a3 = vfmaq_f32(a3, vcvt_high_f32_f16(h1), vld1q_f32(x + i + 12));
+        float32x4_t v[4];
+        rc_w16(f16, w, i, v);
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++)
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) a[t][k] = vfmaq_f32(a[t][k], v[k], vld1q_f32(x + t * xs + i + 4 * k));
     }
-    for (; i + 8 <= n; i += 8) {
-        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(w + i));
-        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(x + i));
-        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(x + i + 4));
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t v = f16 ? vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)w + i)))
+                                  : vld1q_f32((const float *)w + i);
+#pragma GCC unroll 4
+        for (int t = 0; t < nt; t++) a[t][0] = vfmaq_f32(a[t][0], v, vld1q_f32(x + t * xs + i));
     }
-    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-    for (; i < n; i++) s += rc_f16_to_f32(w[i]) * x[i];
-    return s;
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) {
+        float s = vaddvq_f32(vaddq_f32(vaddq_f32(a[t][0], a[t][1]), vaddq_f32(a[t][2], a[t][3])));
+        for (uint64_t j = i; j < n; j++) s += rc_w1(f16, w, j) * x[t * xs + j];
+        y[(uint64_t)t * ldy] = s;
+    }
+}
+
+static void rc_dot_float_n(int f16, const void *w, uint64_t n, const float *x, uint64_t xs, uint64_t nt, float *y,
+                           uint64_t ldy) {
+    switch (nt) {
+#define RC_CASE(k) case k: rc_dot_float(f16, w, n, x, xs, k, y, ldy); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4)
+#undef RC_CASE
+    default: break;
+    }
 }
 
 /* ---- short rows (in <= RC_SHORT_IN): 4 rows per reduction (matmul_avx512.c has the 16-row version and the
@@ -105,26 +128,32 @@ static inline __attribute__((always_inline)) void rc_rows_short(int f16, const v
     }
 }
 
-void rc_neon_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
-                        uint64_t out) {
-    if (in <= RC_SHORT_IN) {
-        rc_rows_short(0, W, in, r0, r1, (const float *)X, T, Y, out);
+/* rows [r0, r1) of W (f32 or f16) times T vectors: one vector row by row; several as tiles of 16 rows x groups
+ * of up to 4 vectors (a tile, 16 x in floats or halves, stays in cache while every group passes) */
+static void rc_rows_float(int f16, const void *W, uint64_t in, uint64_t r0, uint64_t r1, const float *X, uint64_t T,
+                          float *Y, uint64_t out) {
+    const uint64_t row_bytes = in * (f16 ? 2 : 4);
+    const char *w = (const char *)W;
+    if (T == 1) {
+        for (uint64_t o = r0; o < r1; o++) rc_dot_float(f16, w + o * row_bytes, in, X, 0, 1, Y + o, 0);
         return;
     }
-    for (uint64_t o = r0; o < r1; o++)
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_dot_f32((const float *)W + o * in, (const float *)X + t * in, in);
+    for (uint64_t o0 = r0; o0 < r1; o0 += 16)
+        for (uint64_t t0 = 0; t0 < T; t0 += 4)
+            for (uint64_t o = o0; o < r1 && o < o0 + 16; o++)
+                rc_dot_float_n(f16, w + o * row_bytes, in, X + t0 * in, in, T - t0 < 4 ? T - t0 : 4, Y + t0 * out + o, out);
+}
+
+void rc_neon_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
+                        uint64_t out) {
+    if (in <= RC_SHORT_IN) rc_rows_short(0, W, in, r0, r1, (const float *)X, T, Y, out);
+    else rc_rows_float(0, W, in, r0, r1, (const float *)X, T, Y, out);
 }
 
 void rc_neon_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
-    if (in <= RC_SHORT_IN) {
-        rc_rows_short(1, W, in, r0, r1, (const float *)X, T, Y, out);
-        return;
-    }
-    for (uint64_t o = r0; o < r1; o++)
-        for (uint64_t t = 0; t < T; t++)
-            Y[t * out + o] = rc_dot_f16((const uint16_t *)W + o * in, (const float *)X + t * in, in);
+    if (in <= RC_SHORT_IN) rc_rows_short(1, W, in, r0, r1, (const float *)X, T, Y, out);
+    else rc_rows_float(1, W, in, r0, r1, (const float *)X, T, Y, out);
 }
 
 /* q8: one block = 32 int8 weights widened to int16 once (w[4], 8 each), times one vector's 32 int16 activations */

@@ -270,16 +270,17 @@ static void test_small_batches(const rc_kernel_set *ks) {
     }
 }
 
-/* The NEON families' q4 and q8 rows functions do the same operations in the same order for every number of
- * vectors (KERNELS.md, "Several vectors on NEON"): a vector's outputs from a product of T vectors equal, bit for
- * bit, those of a product of that vector alone. Rows cut around the 16-row tiles, T across the 8-vector groups,
- * short last groups of q4 blocks. */
+/* The NEON families' rows functions do the same operations in the same order for every number of vectors
+ * (KERNELS.md, "Several vectors on NEON"): a vector's outputs from a product of T vectors equal, bit for bit,
+ * those of a product of that vector alone. Rows cut around the 16-row tiles, T across the 4- and 8-vector
+ * groups, short last groups of q4 blocks, float rows with 4-wide and single tails, and short float rows. */
 static void test_batch_independent(const rc_kernel_set *ks) {
-    static const uint32_t dtypes[] = {RWKV_DTYPE_Q4, RWKV_DTYPE_Q8_0};
+    static const uint32_t dtypes[] = {RWKV_DTYPE_Q4, RWKV_DTYPE_Q8_0, RWKV_DTYPE_F32, RWKV_DTYPE_F16};
     static const uint64_t shapes[][3] = {{37, 19, 11}, {16, 40, 8}, {17, 33, 17}, {5, 2, 3}};
-    for (int d = 0; d < 2; d++)
+    for (int d = 0; d < 4; d++)
         for (int k = 0; k < 4; k++) {
-            const uint64_t rows = shapes[k][0], cols = shapes[k][1] * RC_QK, T = shapes[k][2];
+            const int quant = dtypes[d] >= RWKV_DTYPE_Q8_0;
+            const uint64_t rows = shapes[k][0], cols = shapes[k][1] * RC_QK + (quant ? 0 : 4 * k + 3), T = shapes[k][2];
             float *wf = malloc(rows * cols * sizeof(float)), *x = malloc(T * cols * sizeof(float));
             float *yb = malloc(T * rows * sizeof(float)), *y1 = malloc(T * rows * sizeof(float));
             void *w = make_w(dtypes[d], rows, cols, wf);
