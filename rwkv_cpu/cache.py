@@ -19,8 +19,11 @@ read in two parts and the state at the shared point is cached too (no extra work
 prefix hits it. The end of every request is cached as well (for follow-ups that extend it, as in chat).
 Entries are evicted least recently used first when their memory (state + logits + key) passes `max_bytes`.
 
-A hit gives the logits a fresh run gives: the state is an exact copy, and reading [prefix] then [rest] is the
-same computation as reading them in one call (the kernels treat each token's row alike; the tests check it).
+A hit gives the logits a fresh run gives, to within float rounding: the state is an exact copy, and reading
+[prefix] then [rest] is bit for bit what `model.forward(rest, model.forward(prefix)[1])` gives. It can differ
+from reading them in one call in the last bits (~1e-6), because the matrix kernels add up in an order that
+depends on how many tokens a call reads (a few tokens take the small-batch kernels, longer chunks the GEMM);
+the tests check both.
 A cache belongs to one model (states of another model's shape are refused), and is not thread-safe: give each
 thread its own, or lock around it.
 """

@@ -160,10 +160,113 @@ static inline __attribute__((always_inline)) void rc_rows_short(int f16, const v
     }
 }
 
+/* f32 / f16, small batches. The activations of 8 vectors are 128 KB at 4096 inputs: read for every row they
+ * would come from L2 (64 bytes per FMA). So the rows are taken in tiles of RC_F_TILE, and each tile's inputs
+ * in slices of RC_F_KC: a slice of the 8 vectors' activations (32 KB) stays in L1 while the tile's rows pass
+ * over it, two rows at a time (each activation load then serves two FMAs). Each row's 16-lane partial sums for
+ * its vectors live in part[] between slices and are added across lanes at the end. */
+#define RC_F_TILE 16
+#define RC_F_KC 1024
+
+/* acc[r][t] += 16 weights of row r at i (the lanes in k) times vector t's activations there, for R rows and
+ * nt vectors: each row's weights loaded (f16: converted) once for all vectors, each activation once for both
+ * rows (16 accumulators + 2 weights + 1 activation = 19 registers) */
+static inline __attribute__((always_inline)) void rc_float_batch_step(const int f16, const char *const w[2],
+                                                                      const int R, uint64_t i, __mmask16 k,
+                                                                      const float *X, uint64_t ldx, const int nt,
+                                                                      __m512 acc[2][8]) {
+    const uint64_t pf = f16 ? RC_PF_F16 : RC_PF_F32; /* prefetch distance (prefetch_x86.h) */
+    __m512 wv[2];
+    for (int r = 0; r < R; r++) {
+        if (k == 0xffff && (!f16 || i % 32 == 0)) RC_PF(w[r] + i * (f16 ? 2 : 4), pf); /* per 64 bytes */
+        wv[r] = rc_short_w(f16, w[r], i, k);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) {
+        const float *x = X + (uint64_t)t * ldx + i;
+        __m512 xv = k == 0xffff ? _mm512_loadu_ps(x) : _mm512_maskz_loadu_ps(k, x);
+#ifndef RC_SIMDE
+        if (R == 2) __asm__("" : "+v"(xv)); /* one load for both rows, not one folded into each FMA */
+#endif
+        for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+}
+
+/* Inputs [0, n) of R (1 or 2) rows (w0, w1) against nt <= 8 vectors (vector t at X + t * ldx), added to the
+ * 16-lane partial sums part[r][t] (set instead when `first`); the last n % 16 through masked loads. */
+static inline __attribute__((always_inline)) void rc_float_batch(const int f16, const char *w0, const char *w1,
+                                                                 const int R, uint64_t n, const float *X, uint64_t ldx,
+                                                                 const int nt, __m512 part[2][8], int first) {
+    const char *const w[2] = {w0, w1};
+    __m512 acc[2][8];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < R; r++) acc[r][t] = first ? _mm512_setzero_ps() : part[r][t];
+    uint64_t i = 0;
+    for (; i + 16 <= n; i += 16) rc_float_batch_step(f16, w, R, i, 0xffff, X, ldx, nt, acc);
+    if (i < n) rc_float_batch_step(f16, w, R, i, rc_first_lanes(n - i), X, ldx, nt, acc);
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < R; r++) part[r][t] = acc[r][t];
+}
+
+#ifndef RC_F_GEMM_MIN_T
+#define RC_F_GEMM_MIN_T 9
+#endif
+#ifndef RC_F_BATCH_MIN_T
+#define RC_F_BATCH_MIN_T 3
+#endif
+static void rc_float_batch_n(int f16, const char *w0, const char *w1, int R, uint64_t n, const float *X, uint64_t ldx,
+                             uint64_t nt, __m512 part[2][8], int first) {
+    switch (nt * 4 + (uint64_t)(R - 1) * 2 + (uint64_t)f16) {
+#define RC_CASE(m)                                                                                                     \
+    case 4 * m: rc_float_batch(0, w0, w1, 1, n, X, ldx, m, part, first); break;                                      \
+    case 4 * m + 1: rc_float_batch(1, w0, w1, 1, n, X, ldx, m, part, first); break;                                  \
+    case 4 * m + 2: rc_float_batch(0, w0, w1, 2, n, X, ldx, m, part, first); break;                                  \
+    case 4 * m + 3: rc_float_batch(1, w0, w1, 2, n, X, ldx, m, part, first); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
+#undef RC_CASE
+    default: break;
+    }
+}
+
+/* rows [r0, r1) of an f32 / f16 W (in > RC_SHORT_IN) times T >= RC_F_BATCH_MIN_T vectors: tiles of RC_F_TILE
+ * rows x slices of RC_F_KC inputs x groups of 8 vectors (above). A function of its own, so that the 8 KB of
+ * partial sums are no part of the single-vector path's frame. */
+static __attribute__((noinline)) void rc_rows_float_batch(int f16, const void *W, uint64_t in, uint64_t r0,
+                                                          uint64_t r1, const float *X, uint64_t T, float *Y,
+                                                          uint64_t out) {
+    const uint64_t row_bytes = in * (f16 ? 2 : 4), esize = f16 ? 2 : 4;
+    const char *w = (const char *)W;
+    __m512 part[RC_F_TILE / 2][2][8]; /* [row pair][row][vector]: 16-lane partial sums, 8 KB */
+    for (uint64_t t0 = 0; t0 < T; t0 += 8) {
+        const uint64_t nt = T - t0 < 8 ? T - t0 : 8;
+        for (uint64_t o0 = r0; o0 < r1; o0 += RC_F_TILE) {
+            const uint64_t o1 = r1 - o0 < RC_F_TILE ? r1 : o0 + RC_F_TILE;
+            for (uint64_t k0 = 0; k0 < in; k0 += RC_F_KC) {
+                const uint64_t n = in - k0 < RC_F_KC ? in - k0 : RC_F_KC;
+                for (uint64_t o = o0; o < o1; o += 2) {
+                    const int R = o1 - o >= 2 ? 2 : 1;
+                    rc_float_batch_n(f16, w + o * row_bytes + k0 * esize, w + (o + R - 1) * row_bytes + k0 * esize, R,
+                                     n, X + t0 * in + k0, in, nt, part[(o - o0) / 2], k0 == 0);
+                }
+            }
+            for (uint64_t o = o0; o < o1; o++)
+                for (uint64_t t = 0; t < nt; t++) Y[(t0 + t) * out + o] = rc_hsum512(part[(o - o0) / 2][(o - o0) % 2][t]);
+        }
+    }
+}
+
+/* f32 / f16 rows: short rows 16 at a time; one or two vectors row by row (the second finds the row in L1);
+ * from RC_F_BATCH_MIN_T vectors rc_rows_float_batch; the GEMM takes over from RC_F_GEMM_MIN_T (gemm_min_t) */
 static void rc_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
     if (in <= RC_SHORT_IN) {
         rc_rows_short(0, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
+    if (T >= RC_F_BATCH_MIN_T) {
+        rc_rows_float_batch(0, W, in, r0, r1, (const float *)X, T, Y, out);
         return;
     }
     for (uint64_t o = r0; o < r1; o++)
@@ -175,6 +278,10 @@ static void rc_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
                         uint64_t out) {
     if (in <= RC_SHORT_IN) {
         rc_rows_short(1, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
+    if (T >= RC_F_BATCH_MIN_T) {
+        rc_rows_float_batch(1, W, in, r0, r1, (const float *)X, T, Y, out);
         return;
     }
     for (uint64_t o = r0; o < r1; o++)
@@ -1104,7 +1211,7 @@ const rc_kernel_set rc_kernels_avx512 = {
     .gx_prepare = rc_gx_prepare_avx512,
     /* q4: rc_rows_q4 keeps two rows' codes in registers for up to 8 vectors; measured (14336x4096, one
      * core, in L3) 3.3 ms against 7.3 for the GEMM at 8 vectors, 8.3 / 9.5 at 16, 12.5 / 11.7 at 24 */
-    .gemm_min_t = {[RWKV_DTYPE_Q4] = 24, [RWKV_DTYPE_Q8_0] = 9},
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = 24, [RWKV_DTYPE_Q8_0] = 9, [RWKV_DTYPE_F32] = RC_F_GEMM_MIN_T, [RWKV_DTYPE_F16] = RC_F_GEMM_MIN_T},
     .isa = RC_ISA_AVX512,
 };
 
@@ -1118,7 +1225,7 @@ const rc_kernel_set rc_kernels_avx512_amx = {
     .gemm = {[RWKV_DTYPE_F32] = rc_gemm_f32, [RWKV_DTYPE_F16] = rc_gemm_f16, [RWKV_DTYPE_Q8_0] = rc_gemm_q8,
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
     .gx_prepare = rc_gx_prepare_avx512,
-    .gemm_min_t = {[RWKV_DTYPE_Q4] = 17, [RWKV_DTYPE_Q8_0] = 9},
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = 17, [RWKV_DTYPE_Q8_0] = 9, [RWKV_DTYPE_F32] = RC_F_GEMM_MIN_T, [RWKV_DTYPE_F16] = RC_F_GEMM_MIN_T},
     .isa = RC_ISA_AVX512,
 };
 #endif
