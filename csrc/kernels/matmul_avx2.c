@@ -176,10 +176,116 @@ static inline __attribute__((always_inline)) void rc_rows_short(int f16, const v
     }
 }
 
+/* f32 / f16, small batches (matmul_avx512.c has the 8-vector form and the reasons): tiles of RC_F_TILE rows x
+ * slices of RC_F_KC inputs x groups of RC_F_NT vectors. Per 8 inputs, each of two rows' weights is loaded (f16:
+ * converted) once for the group and each vector's activations once for both rows: 8 accumulators + 2 weights +
+ * 1 activation = 11 of the 16 registers (8 vectors would spill them). */
+#define RC_F_TILE 16
+#define RC_F_KC 1024
+#define RC_F_NT 4
+#ifndef RC_F_BATCH_MIN_T
+#define RC_F_BATCH_MIN_T 3
+#endif
+#ifndef RC_AVX2_F_GEMM_MIN_T
+#define RC_AVX2_F_GEMM_MIN_T 5
+#endif
+
+/* acc[r][t] += 8 weights of row r at i (k: all 8 present; else the first n, nothing read past them) times vector
+ * t's activations there */
+static inline __attribute__((always_inline)) void rc_float_batch_step(const int f16, const char *const w[2],
+                                                                      const int R, uint64_t i, uint64_t n,
+                                                                      const float *X, uint64_t ldx, const int nt,
+                                                                      __m256 acc[2][RC_F_NT]) {
+    const uint64_t pf = f16 ? RC_PF_F16 : RC_PF_F32; /* prefetch distance (prefetch_x86.h) */
+    __m256 wv[2];
+    for (int r = 0; r < R; r++) {
+        if (n == 8 && i % (f16 ? 32 : 16) == 0) RC_PF(w[r] + i * (f16 ? 2 : 4), pf); /* per 64 bytes */
+        wv[r] = rc_short_w8(f16, w[r], i, n);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++) {
+        const float *x = X + (uint64_t)t * ldx + i;
+        __m256 xv;
+        if (n == 8) {
+            xv = _mm256_loadu_ps(x);
+        } else {
+            float xt[8] = {0};
+            for (uint64_t j = 0; j < n; j++) xt[j] = x[j];
+            xv = _mm256_loadu_ps(xt);
+        }
+        if (R == 2) __asm__("" : "+x"(xv)); /* one load for both rows, not one folded into each FMA */
+        for (int r = 0; r < R; r++) acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
+    }
+}
+
+/* Inputs [0, n) of R (1 or 2) rows (w0, w1) against nt <= RC_F_NT vectors (vector t at X + t * ldx), added to
+ * the 8-lane partial sums part[r][t] (set instead when `first`) */
+static inline __attribute__((always_inline)) void rc_float_batch(const int f16, const char *w0, const char *w1,
+                                                                 const int R, uint64_t n, const float *X, uint64_t ldx,
+                                                                 const int nt, __m256 part[2][RC_F_NT], int first) {
+    const char *const w[2] = {w0, w1};
+    __m256 acc[2][RC_F_NT];
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < R; r++) acc[r][t] = first ? _mm256_setzero_ps() : part[r][t];
+    uint64_t i = 0;
+    for (; i + 8 <= n; i += 8) rc_float_batch_step(f16, w, R, i, 8, X, ldx, nt, acc);
+    if (i < n) rc_float_batch_step(f16, w, R, i, n - i, X, ldx, nt, acc);
+#pragma GCC unroll 4
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < R; r++) part[r][t] = acc[r][t];
+}
+
+static void rc_float_batch_n(int f16, const char *w0, const char *w1, int R, uint64_t n, const float *X, uint64_t ldx,
+                             uint64_t nt, __m256 part[2][RC_F_NT], int first) {
+    switch (nt * 4 + (uint64_t)(R - 1) * 2 + (uint64_t)f16) {
+#define RC_CASE(m)                                                                                                     \
+    case 4 * m: rc_float_batch(0, w0, w1, 1, n, X, ldx, m, part, first); break;                                      \
+    case 4 * m + 1: rc_float_batch(1, w0, w1, 1, n, X, ldx, m, part, first); break;                                  \
+    case 4 * m + 2: rc_float_batch(0, w0, w1, 2, n, X, ldx, m, part, first); break;                                  \
+    case 4 * m + 3: rc_float_batch(1, w0, w1, 2, n, X, ldx, m, part, first); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4)
+#undef RC_CASE
+    default: break;
+    }
+}
+
+/* rows [r0, r1) of an f32 / f16 W (in > RC_SHORT_IN) times T >= RC_F_BATCH_MIN_T vectors, tiles x slices x
+ * groups (above); out of line, so its 4 KB of partial sums stay off the single-vector path's frame */
+static __attribute__((noinline)) void rc_rows_float_batch(int f16, const void *W, uint64_t in, uint64_t r0,
+                                                          uint64_t r1, const float *X, uint64_t T, float *Y,
+                                                          uint64_t out) {
+    const uint64_t row_bytes = in * (f16 ? 2 : 4), esize = f16 ? 2 : 4;
+    const char *w = (const char *)W;
+    __m256 part[RC_F_TILE / 2][2][RC_F_NT]; /* [row pair][row][vector]: 8-lane partial sums */
+    for (uint64_t t0 = 0; t0 < T; t0 += RC_F_NT) {
+        const uint64_t nt = T - t0 < RC_F_NT ? T - t0 : RC_F_NT;
+        for (uint64_t o0 = r0; o0 < r1; o0 += RC_F_TILE) {
+            const uint64_t o1 = r1 - o0 < RC_F_TILE ? r1 : o0 + RC_F_TILE;
+            for (uint64_t k0 = 0; k0 < in; k0 += RC_F_KC) {
+                const uint64_t n = in - k0 < RC_F_KC ? in - k0 : RC_F_KC;
+                for (uint64_t o = o0; o < o1; o += 2) {
+                    const int R = o1 - o >= 2 ? 2 : 1;
+                    rc_float_batch_n(f16, w + o * row_bytes + k0 * esize, w + (o + R - 1) * row_bytes + k0 * esize, R,
+                                     n, X + t0 * in + k0, in, nt, part[(o - o0) / 2], k0 == 0);
+                }
+            }
+            for (uint64_t o = o0; o < o1; o++)
+                for (uint64_t t = 0; t < nt; t++) Y[(t0 + t) * out + o] = rc_hsum(part[(o - o0) / 2][(o - o0) % 2][t]);
+        }
+    }
+}
+
+/* f32 / f16 rows: short rows 8 at a time; one or two vectors row by row (the second finds the row in L1); from
+ * RC_F_BATCH_MIN_T vectors rc_rows_float_batch; the GEMM from gemm_min_t */
 static void rc_rows_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out) {
     if (in <= RC_SHORT_IN) {
         rc_rows_short(0, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
+    if (T >= RC_F_BATCH_MIN_T) {
+        rc_rows_float_batch(0, W, in, r0, r1, (const float *)X, T, Y, out);
         return;
     }
     for (uint64_t o = r0; o < r1; o++)
@@ -191,6 +297,10 @@ static void rc_rows_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, co
                         uint64_t out) {
     if (in <= RC_SHORT_IN) {
         rc_rows_short(1, W, in, r0, r1, (const float *)X, T, Y, out);
+        return;
+    }
+    if (T >= RC_F_BATCH_MIN_T) {
+        rc_rows_float_batch(1, W, in, r0, r1, (const float *)X, T, Y, out);
         return;
     }
     for (uint64_t o = r0; o < r1; o++)
@@ -733,6 +843,7 @@ const rc_kernel_set rc_kernels_avx2 = {
              [RWKV_DTYPE_Q4] = rc_gemm_q4},
     /* the rows functions up to 8 q8 / 4 f16 vectors: 14336x4096, 2 threads, ms, GEMM against rows: q8 T = 4
      * 7.5 / 4.7, 8 9.5 / 8.2, 12 11.4 / 11.6, 16 13.1 / 14.5; f16 T = 4 9.4 / 7.5, 5 8.9 / 9.2, 6 8.5 / 10.5 */
-    .gemm_min_t = {[RWKV_DTYPE_Q4] = RC_AVX2_Q4_GEMM_MIN_T, [RWKV_DTYPE_Q8_0] = 9, [RWKV_DTYPE_F16] = 5},
+    .gemm_min_t = {[RWKV_DTYPE_Q4] = RC_AVX2_Q4_GEMM_MIN_T, [RWKV_DTYPE_Q8_0] = 9, [RWKV_DTYPE_F16] = RC_AVX2_F_GEMM_MIN_T,
+                   [RWKV_DTYPE_F32] = RC_AVX2_F_GEMM_MIN_T},
     .isa = RC_ISA_AVX2,
 };
