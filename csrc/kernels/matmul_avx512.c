@@ -488,13 +488,16 @@ static inline void rc_q4_unpack(__m512i q, __m512i table, __m512i m4, __m512i c[
  * one FMA by d_w d_x. Activations are addressed from one base pointer per array, t * xs apart (t constant once
  * unrolled), so the loop needs few general registers; acc[1] lives partly in memory (the 32 vector registers
  * hold c and acc[0]). Measured (one core, 8 vectors, cycles per row and group): 4096 inputs 91 (one row: 99),
- * 14336 inputs 97 (one row: 129, its activations no longer fit the L1 cache). */
+ * 14336 inputs 97 (one row: 129, its activations no longer fit the L1 cache).
+ * The empty asm on each shared load (activations, z, d_x): without it GCC folds the load into both rows'
+ * instructions as a memory operand, two loads where one was meant (bench_kernels "rows function alone", 64 x
+ * 4096, 8 vectors: 23.5 -> 27.0 G weights/s per core with it). */
 /* One group (blocks [b, b + n), n = 16 when whole) of R rows against nt vectors, added to acc[r][t]. */
 static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_row *rw, const int R, uint64_t nb,
                                                                     uint64_t b, const int whole, uint64_t n,
                                                                     const uint8_t *xq, const uint8_t *xd,
                                                                     const uint8_t *xz, uint64_t xs, const int nt,
-                                                                    __m512 acc[2][8]) {
+                                                                    int64_t pf, __m512 acc[2][8]) {
     const __m512i table = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)rc_q4_values_u8));
     const __m512i m4 = _mm512_set1_epi8(0x0f);
     const __mmask64 live = whole ? ~(__mmask64)0 : (((__mmask64)1 << (4 * n)) - 1); /* bytes of a chunk */
@@ -504,54 +507,115 @@ static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_
     for (int r = 0; r < R; r++) {
         const uint8_t *p = rw[r].codes + 16 * b;
         if (whole)
-            for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
+            for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + 64 * l + pf, RC_PF_HINT);
         for (int m = 0; m < 4; m++) rc_q4_unpack(rc_q4_load(p + 4 * n * m, whole, live), table, m4, c[r] + 2 * m);
         dw[r] = whole ? rc_q4_scales16(&rw[r], b) : rc_q4_scales_short(&rw[r], b, n, lanes);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) {
         const uint8_t *x = xq + t * xs + 32 * b;
-        const __m512i z = whole ? _mm512_loadu_si512(xz + t * xs + 4 * b)
-                                : _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, (const float *)(xz + t * xs + 4 * b)));
+        __m512i z = whole ? _mm512_loadu_si512(xz + t * xs + 4 * b)
+                          : _mm512_castps_si512(_mm512_maskz_loadu_ps(lanes, (const float *)(xz + t * xs + 4 * b)));
+#ifndef RC_SIMDE
+        if (R == 2) __asm__("" : "+v"(z));
+#endif
         __m512i dot[2] = {z, z};
 #pragma GCC unroll 8
         for (int i = 0; i < 8; i++) {
-            const __m512i xv = rc_q4_load(x + 4 * n * i, whole, live);
+            __m512i xv = rc_q4_load(x + 4 * n * i, whole, live);
+#ifndef RC_SIMDE
+            if (R == 2) __asm__("" : "+v"(xv)); /* one load for both rows, not one folded into each vpdpbusd */
+#endif
             for (int r = 0; r < R; r++) dot[r] = _mm512_dpbusd_epi32(dot[r], c[r][i], xv);
         }
-        const __m512 dx = whole ? _mm512_loadu_ps((const float *)(xd + t * xs + 4 * b))
-                                : _mm512_maskz_loadu_ps(lanes, (const float *)(xd + t * xs + 4 * b));
+        __m512 dx = whole ? _mm512_loadu_ps((const float *)(xd + t * xs + 4 * b))
+                          : _mm512_maskz_loadu_ps(lanes, (const float *)(xd + t * xs + 4 * b));
+#ifndef RC_SIMDE
+        if (R == 2) __asm__("" : "+v"(dx));
+#endif
         for (int r = 0; r < R; r++)
             acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot[r]), _mm512_mul_ps(dw[r], dx), acc[r][t]);
     }
 }
 
+/* Blocks [b0, b1) of R rows against nt vectors (b0 a multiple of 16; the short last group only when b1 = nb).
+ * part == NULL: the whole row, its sums go to y. Otherwise an input slice: the sums start from part (or zero
+ * when b0 = 0) and go back to part, or to y when b1 = nb. pf: bytes from a group's codes to the ones prefetched. */
 static inline __attribute__((always_inline)) void rc_rows_q4_batch(const rc_q4_row *rw, const int R, uint64_t nb,
-                                                                   const uint8_t *qx, uint64_t xs, const int nt,
-                                                                   float *y, uint64_t ldy) {
+                                                                   uint64_t b0, uint64_t b1, const uint8_t *qx,
+                                                                   uint64_t xs, const int nt, float *y, uint64_t ldy,
+                                                                   __m512 *part, int64_t pf) {
     const uint8_t *xq = (const uint8_t *)rc_qx_q(qx, nb); /* vector 0's int8 activations */
     const uint8_t *xd = (const uint8_t *)rc_qx_d(qx);     /* its block scales d_x (float) */
     const uint8_t *xz = (const uint8_t *)rc_qx_z(qx, nb); /* its -64 sum xq (int32) */
     __m512 acc[2][8];
 #pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
-    uint64_t b = 0;
-    for (; b + RC_Q4_GROUP <= nb; b += RC_Q4_GROUP) rc_q4_batch_group(rw, R, nb, b, 1, RC_Q4_GROUP, xq, xd, xz, xs, nt, acc);
-    if (b < nb) rc_q4_batch_group(rw, R, nb, b, 0, nb - b, xq, xd, xz, xs, nt, acc); /* the short last group */
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < 2; r++) acc[r][t] = part && b0 && r < R ? part[r * 8 + t] : _mm512_setzero_ps();
+    uint64_t b = b0;
+    for (; b + RC_Q4_GROUP <= b1; b += RC_Q4_GROUP)
+        rc_q4_batch_group(rw, R, nb, b, 1, RC_Q4_GROUP, xq, xd, xz, xs, nt, pf, acc);
+    if (b < b1) rc_q4_batch_group(rw, R, nb, b, 0, b1 - b, xq, xd, xz, xs, nt, pf, acc); /* the short last group */
+    if (part && b1 < nb) {
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++)
+            for (int r = 0; r < R; r++) part[r * 8 + t] = acc[r][t];
+        return;
+    }
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++)
         for (int r = 0; r < R; r++) y[t * ldy + r] = rc_hsum512(acc[r][t]);
 }
 
-static void rc_rows_q4_batch_n(const rc_q4_row *rw, int R, uint64_t nb, const uint8_t *qx, uint64_t xs, uint64_t nt,
-                               float *y, uint64_t ldy) {
+static void rc_rows_q4_batch_n(const rc_q4_row *rw, int R, uint64_t nb, uint64_t b0, uint64_t b1, const uint8_t *qx,
+                               uint64_t xs, uint64_t nt, float *y, uint64_t ldy, __m512 *part, int64_t pf) {
     switch (nt * 2 + (uint64_t)(R - 1)) {
 #define RC_CASE(n)                                                                                                     \
-    case 2 * n: rc_rows_q4_batch(rw, 1, nb, qx, xs, n, y, ldy); break;                                               \
-    case 2 * n + 1: rc_rows_q4_batch(rw, 2, nb, qx, xs, n, y, ldy); break;
+    case 2 * n: rc_rows_q4_batch(rw, 1, nb, b0, b1, qx, xs, n, y, ldy, part, pf); break;                              \
+    case 2 * n + 1: rc_rows_q4_batch(rw, 2, nb, b0, b1, qx, xs, n, y, ldy, part, pf); break;
         RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5) RC_CASE(6) RC_CASE(7) RC_CASE(8)
 #undef RC_CASE
     default: break;
+    }
+}
+
+/* Long rows (more than RC_Q4_KC blocks) against several vectors: tiles of RC_Q4_TILE rows, and within a tile the
+ * inputs in slices of RC_Q4_KC blocks (4096 inputs), every row pair of the tile through one slice before the
+ * next. 8 vectors' activations for a whole 14336-wide row (~115 KB) do not fit the L1 cache, one slice's (~40 KB)
+ * do; the partial sums wait in part between slices (8 KB). The prefetch goes to the codes this pass will read
+ * RC_PF_Q4 bytes of codes later: RC_Q4_PF_ROWS rows on in the same slice, or past the tile's end, in the next
+ * slice (or the next tile's first). Measured in whole Eagle-7B q4 batches of 8 (2 threads, 14336-wide FFN value
+ * products), while another tenant loaded the memory: 298-304 ms per step against 314-322 without the slices;
+ * 96-block slices: 350; 8- or 32-row tiles: the same as 16. In a kernel harness (one 4096 x 14336 product, from
+ * DRAM) the slices changed nothing (33 G weights/s either way; 64- and 32-block slices: 31, 28). */
+#ifndef RC_Q4_KC
+#define RC_Q4_KC 128
+#endif
+#ifndef RC_Q4_TILE
+#define RC_Q4_TILE 16
+#endif
+#define RC_Q4_PF_ROWS (RC_PF_Q4 / (16 * RC_Q4_KC))
+static __attribute__((noinline)) void rc_rows_q4_sliced(const void *W, uint64_t nb, uint64_t r0, uint64_t r1,
+                                                        const uint8_t *X, uint64_t xs, uint64_t T, float *Y,
+                                                        uint64_t out) {
+    __m512 part[RC_Q4_TILE / 2][16]; /* per row pair: [row][vector] 16-lane partial sums */
+    const int64_t rc = (int64_t)(nb * 16);  /* code bytes per row */
+    for (uint64_t o = r0; o < r1; o += RC_Q4_TILE) {
+        const int64_t rows = (int64_t)(r1 - o < RC_Q4_TILE ? r1 - o : RC_Q4_TILE);
+        for (uint64_t t0 = 0; t0 < T; t0 += 8)
+            for (uint64_t b0 = 0; b0 < nb; b0 += RC_Q4_KC) {
+                const uint64_t b1 = nb - b0 > RC_Q4_KC ? b0 + RC_Q4_KC : nb;
+                for (int64_t k = 0; k < rows; k += 2) {
+                    const int R = rows - k >= 2 ? 2 : 1;
+                    const rc_q4_row rw[2] = {rc_q4_row_at(W, out, nb, o + k), rc_q4_row_at(W, out, nb, o + k + R - 1)};
+                    const int64_t ahead = k + RC_Q4_PF_ROWS; /* the row, in this tile's order, prefetched for */
+                    const int64_t pf = ahead < rows ? RC_Q4_PF_ROWS * rc
+                                       : b1 < nb    ? (RC_Q4_PF_ROWS - rows) * rc + (int64_t)(b1 - b0) * 16
+                                                    : RC_Q4_PF_ROWS * rc - (int64_t)b0 * 16;
+                    rc_rows_q4_batch_n(rw, R, nb, b0, b1, X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8,
+                                       Y + t0 * out + o + (uint64_t)k, out, part[k / 2], pf);
+                }
+            }
     }
 }
 
@@ -565,11 +629,16 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
         }
         return;
     }
+    if (nb > RC_Q4_KC) {
+        rc_rows_q4_sliced(W, nb, r0, r1, (const uint8_t *)X, xs, T, Y, out);
+        return;
+    }
     for (uint64_t o = r0; o < r1; o += 2) { /* rows in pairs (the last alone), vectors 8 at a time */
         const int R = r1 - o >= 2 ? 2 : 1;
         const rc_q4_row rw[2] = {rc_q4_row_at(W, out, nb, o), rc_q4_row_at(W, out, nb, R == 2 ? o + 1 : o)};
         for (uint64_t t0 = 0; t0 < T; t0 += 8)
-            rc_rows_q4_batch_n(rw, R, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8, Y + t0 * out + o, out);
+            rc_rows_q4_batch_n(rw, R, nb, 0, nb, (const uint8_t *)X + t0 * xs, xs, T - t0 < 8 ? T - t0 : 8,
+                               Y + t0 * out + o, out, NULL, RC_PF_Q4);
     }
 }
 
