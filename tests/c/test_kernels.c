@@ -482,6 +482,35 @@ static void test_relu_sq(void) {
     check(ok, "ops", "relu_sq", RWKV_DTYPE_F32, 1, 67);
 }
 
+/* rc_layer_norm (8 running double sums) against one running double sum, at lengths with every tail (1-17, 64,
+ * 4099), values offset from zero (the variance pass must use the mean) and a huge one: within 2 float ulps. */
+static void test_layer_norm(void) {
+    static const uint64_t lens[] = {1, 2, 3, 7, 8, 9, 15, 16, 17, 64, 4099};
+    static float x[4099], w[4099], b[4099], y[4099];
+    int ok = 1;
+    for (int c = 0; c < 11; c++) {
+        const uint64_t n = lens[c];
+        for (uint64_t i = 0; i < n; i++) {
+            x[i] = 3.0f + gauss() * (i % 5 == 0 ? 40.0f : 1.0f);
+            w[i] = 1.0f + 0.1f * gauss();
+            b[i] = 0.1f * gauss();
+        }
+        if (n > 9) x[n - 2] = 5e4f;
+        rc_layer_norm(x, w, b, n, 64e-5f, y);
+        double mean = 0, var = 0;
+        for (uint64_t i = 0; i < n; i++) mean += x[i];
+        mean /= (double)n;
+        for (uint64_t i = 0; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+        var /= (double)n;
+        const float inv = (float)(1.0 / sqrt(var + 64e-5f)), m = (float)mean;
+        for (uint64_t i = 0; i < n; i++) {
+            const float want = (x[i] - m) * inv * w[i] + b[i];
+            ok &= fabsf(y[i] - want) <= 2.4e-7f * (fabsf(want) + fabsf(b[i]) + 1.0f);
+        }
+    }
+    check(ok, "ops", "layer_norm", RWKV_DTYPE_F32, 1, 4099);
+}
+
 /* rc_exp (ops.h) against the double-precision exp: relative error within 3 float ulps on [-80, 80], swept finely
  * and at random; its documented saturation outside; NaN -> NaN. rc_sigmoid_inplace (the vectorized loop) against
  * 1 / (1 + exp(-x)) in double, at lengths that leave vector tails. */
@@ -598,6 +627,7 @@ static void test_qx_isa(void) {
 
 int main(void) {
     test_relu_sq();
+    test_layer_norm();
     test_exp();
     test_wkv_isa();
     test_qx_isa();
