@@ -583,7 +583,7 @@ static void rc_rows_q4_batch_n(const rc_q4_row *rw, int R, uint64_t nb, uint64_t
  * inputs in slices of RC_Q4_KC blocks (4096 inputs), every row pair of the tile through one slice before the
  * next. 8 vectors' activations for a whole 14336-wide row (~115 KB) do not fit the L1 cache, one slice's (~40 KB)
  * do; the partial sums wait in part between slices (8 KB). The prefetch goes to the codes this pass will read
- * RC_PF_Q4 bytes of codes later: RC_Q4_PF_ROWS rows on in the same slice, or past the tile's end, in the next
+ * RC_PF_Q4B bytes of codes later: RC_Q4_PF_ROWS rows on in the same slice, or past the tile's end, in the next
  * slice (or the next tile's first). Measured in whole Eagle-7B q4 batches of 8 (2 threads, 14336-wide FFN value
  * products), while another tenant loaded the memory: 298-304 ms per step against 314-322 without the slices;
  * 96-block slices: 350; 8- or 32-row tiles: the same as 16. In a kernel harness (one 4096 x 14336 product, from
