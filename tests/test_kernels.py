@@ -204,3 +204,52 @@ def test_env_override_falls_back_with_a_reason():
     for bad in ["sse9"] + [f for f in FAMILIES if f not in RUNNABLE and f != "neon"]:
         name, note = (_probe(bad) + [""])[:2]
         assert name in RUNNABLE and f"RWKV_CPU_KERNEL={bad} ignored" in note, (bad, name, note)
+
+
+# ---- RWKV_CPU_PREFETCH (x86): the software prefetches are a speed choice, never a change of results -------------
+_PF_PROBE = """
+import sys, numpy as np
+from rwkv_cpu._ffi import ffi, lib
+from rwkv_cpu.convert.quantize import DTYPE_IDS, quantize_rows
+print(ffi.string(lib.rwkv_cpu_features()).decode())
+rng = np.random.default_rng(7)
+out = []
+for dtype in ["f32", "f16", "q8", "q4"]:
+    for rows, cols in [(48, 4096), (33, 14336 // 4)]:  # whole groups, the rows with prefetches; odd row counts
+        w = rng.standard_normal((rows, cols)).astype(np.float32)
+        stored = (w.astype("<f4").tobytes() if dtype == "f32" else w.astype("<f2").tobytes() if dtype == "f16"
+                  else quantize_rows(w, DTYPE_IDS[dtype], "W"))
+        for T in (1, 3, 8):
+            x = rng.standard_normal((T, cols)).astype(np.float32)
+            y = np.zeros((T, rows), np.float32)
+            assert lib.rwkv_matmul(ffi.NULL, DTYPE_IDS[dtype], ffi.from_buffer(stored), rows, cols,
+                                   ffi.from_buffer("float[]", x), T, ffi.from_buffer("float[]", y), 2) == 0
+            out.append(y.ravel())
+sys.stdout.write(np.concatenate(out).astype("<f4").tobytes().hex())
+"""
+
+
+def _pf_probe(value):
+    env = dict(os.environ)
+    env.pop("RWKV_CPU_PREFETCH", None)
+    if value is not None:
+        env["RWKV_CPU_PREFETCH"] = value
+    out = subprocess.run([sys.executable, "-c", _PF_PROBE], env=env, capture_output=True, text=True, check=True)
+    features, logits = out.stdout.split("\n", 1)
+    return features.split(), logits
+
+
+@pytest.mark.skipif(not any(f.startswith("avx") for f in RUNNABLE), reason="x86 with AVX2: the prefetching kernels")
+def test_prefetch_switch_is_followed_and_changes_no_result():
+    on, logits_on = _pf_probe("1")
+    off, logits_off = _pf_probe("0")
+    default, _ = _pf_probe(None)
+    bogus, _ = _pf_probe("yes")  # neither 0 nor 1: the CPU's default
+    assert "sw-prefetch" in on and "sw-prefetch" not in off
+    amd = False
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            amd = any(line.startswith("vendor_id") and ("AuthenticAMD" in line or "HygonGenuine" in line) for line in f)
+        assert ("sw-prefetch" in default) == (not amd), default  # off on AMD (measured slower), on elsewhere
+        assert ("sw-prefetch" in bogus) == (not amd), bogus
+    assert logits_on == logits_off and len(logits_on) > 1000

@@ -2,6 +2,7 @@
  * it is compiled without any SIMD flag, so it runs on every CPU of the target architecture. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/cpu.h"
@@ -31,6 +32,7 @@ static unsigned long long rc_xgetbv0(void) {
 #endif
 
 static rc_cpu_features rc_features;
+int rc_x86_sw_prefetch = 1;
 static pthread_once_t rc_features_once = PTHREAD_ONCE_INIT;
 
 static void rc_add_name(const char *name, int present) {
@@ -44,6 +46,14 @@ static void rc_detect(void) {
     memset(f, 0, sizeof *f);
 #if defined(__x86_64__) || defined(__i386__)
     unsigned int a, b, c, d;
+    if (__get_cpuid(0, &a, &b, &c, &d)) { /* vendor string in ebx, edx, ecx */
+        char vendor[13];
+        memcpy(vendor, &b, 4);
+        memcpy(vendor + 4, &d, 4);
+        memcpy(vendor + 8, &c, 4);
+        vendor[12] = 0;
+        f->amd = strcmp(vendor, "AuthenticAMD") == 0 || strcmp(vendor, "HygonGenuine") == 0;
+    }
     if (__get_cpuid(1, &a, &b, &c, &d)) {
         f->sse41 = (c >> 19) & 1;
         int osxsave = (c >> 27) & 1;
@@ -90,6 +100,8 @@ static void rc_detect(void) {
     f->dotprod = 1;
 #endif
 #endif
+    const char *pf = getenv("RWKV_CPU_PREFETCH");
+    rc_x86_sw_prefetch = pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0) ? pf[0] == '1' : !f->amd;
     rc_add_name("sse4.1", f->sse41);
     rc_add_name("avx", f->avx);
     rc_add_name("avx2", f->avx2);
@@ -101,6 +113,9 @@ static void rc_detect(void) {
     rc_add_name("avx512vl", f->avx512vl);
     rc_add_name("avx512vnni", f->avx512vnni);
     rc_add_name("amx-int8", f->amx);
+#if defined(__x86_64__) || defined(__i386__)
+    rc_add_name("sw-prefetch", rc_x86_sw_prefetch); /* a choice, not a CPU feature: the kernels prefetch */
+#endif
     rc_add_name("neon", f->neon);
     rc_add_name("dotprod", f->dotprod);
 }

@@ -8,10 +8,19 @@ typedef struct {
     int avx512f, avx512bw, avx512vl, avx512vnni; /* x86: AVX-512 kernel needs all four */
     int amx;                                  /* x86: AMX-TILE + AMX-INT8, OS state and this process's permission */
     int neon, dotprod;                        /* aarch64 */
+    int amd;                                  /* x86: an AMD (or Hygon) CPU, cpuid vendor string */
     char names[128];                          /* "avx2 fma f16c ..." */
 } rc_cpu_features;
 
 /* Detected once (thread-safe), then read-only. */
 const rc_cpu_features *rc_cpu(void);
+
+/* Whether the x86 decode kernels issue their software prefetches (kernels/prefetch_x86.h): 1 until rc_cpu() has
+ * run, then 0 on AMD CPUs, 1 elsewhere, or what RWKV_CPU_PREFETCH (0 or 1) says. A plain int, written once
+ * inside rc_cpu()'s detection (before any kernel is chosen) and only read after: the kernels test it per
+ * group of weights, where a call would cost more than the test. Measured (docs/PERFORMANCE.md, "Prefetch on
+ * AMD"): the prefetches tuned on a Sapphire Rapids made an AMD EPYC (Zen 3) read 9-13% slower in the f32, f16
+ * and q4 products; without them it reads as fast or faster, while the Xeon lost 25-35% without them. */
+extern int rc_x86_sw_prefetch;
 
 #endif

@@ -113,7 +113,9 @@ const char *rwkv_last_error(void);
 const char *rwkv_status_name(int status);
 const char *rwkv_dtype_name(uint32_t dtype);
 const char *rwkv_arch_name(uint32_t arch);
-/* Space-separated features of this CPU that the kernels use, e.g. "avx2 fma f16c". */
+/* Space-separated features of this CPU that the kernels use, e.g. "avx2 fma f16c", and on x86 "sw-prefetch"
+ * where the kernels issue software prefetches of the weights: not on AMD CPUs (measured slower there), unless
+ * the environment variable RWKV_CPU_PREFETCH is 1 (0: never). */
 const char *rwkv_cpu_features(void);
 /* Name of the kernel family chosen at run time ("scalar", "avx2", "avx512", "neon"). */
 const char *rwkv_kernel_name(void);

@@ -506,7 +506,7 @@ static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_
     __m512 dw[2];
     for (int r = 0; r < R; r++) {
         const uint8_t *p = rw[r].codes + 16 * b;
-        if (whole)
+        if (whole && rc_x86_sw_prefetch)
             for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + 64 * l + pf, RC_PF_HINT);
         for (int m = 0; m < 4; m++) rc_q4_unpack(rc_q4_load(p + 4 * n * m, whole, live), table, m4, c[r] + 2 * m);
         dw[r] = whole ? rc_q4_scales16(&rw[r], b) : rc_q4_scales_short(&rw[r], b, n, lanes);

@@ -11,6 +11,8 @@
 #ifndef RC_PREFETCH_X86_H
 #define RC_PREFETCH_X86_H
 
+#include "core/cpu.h"
+
 #ifndef RC_PF_F32
 #define RC_PF_F32 2048
 #endif
@@ -26,6 +28,7 @@
 #ifndef RC_PF_HINT
 #define RC_PF_HINT _MM_HINT_T1
 #endif
-#define RC_PF(p, dist) do { if (dist) _mm_prefetch((const char *)(p) + (dist), RC_PF_HINT); } while (0)
+/* ...and only where rc_x86_sw_prefetch says (core/cpu.h: not on AMD CPUs, where they measured slower) */
+#define RC_PF(p, dist) do { if ((dist) && rc_x86_sw_prefetch) _mm_prefetch((const char *)(p) + (dist), RC_PF_HINT); } while (0)
 
 #endif
