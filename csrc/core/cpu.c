@@ -32,7 +32,7 @@ static unsigned long long rc_xgetbv0(void) {
 #endif
 
 static rc_cpu_features rc_features;
-int rc_x86_sw_prefetch = 1;
+int rc_x86_sw_prefetch = 2;
 static pthread_once_t rc_features_once = PTHREAD_ONCE_INIT;
 
 static void rc_add_name(const char *name, int present) {
@@ -101,7 +101,7 @@ static void rc_detect(void) {
 #endif
 #endif
     const char *pf = getenv("RWKV_CPU_PREFETCH");
-    rc_x86_sw_prefetch = pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0) ? pf[0] == '1' : !f->amd;
+    rc_x86_sw_prefetch = pf && (strcmp(pf, "0") == 0 || strcmp(pf, "1") == 0) ? 2 * (pf[0] == '1') : f->amd ? 1 : 2;
     rc_add_name("sse4.1", f->sse41);
     rc_add_name("avx", f->avx);
     rc_add_name("avx2", f->avx2);
@@ -114,7 +114,9 @@ static void rc_detect(void) {
     rc_add_name("avx512vnni", f->avx512vnni);
     rc_add_name("amx-int8", f->amx);
 #if defined(__x86_64__) || defined(__i386__)
-    rc_add_name("sw-prefetch", rc_x86_sw_prefetch); /* a choice, not a CPU feature: the kernels prefetch */
+    /* a choice, not a CPU feature: which loops prefetch (core/cpu.h) */
+    rc_add_name("sw-prefetch", rc_x86_sw_prefetch == 2);
+    rc_add_name("sw-prefetch-batches", rc_x86_sw_prefetch == 1);
 #endif
     rc_add_name("neon", f->neon);
     rc_add_name("dotprod", f->dotprod);

@@ -15,12 +15,13 @@ typedef struct {
 /* Detected once (thread-safe), then read-only. */
 const rc_cpu_features *rc_cpu(void);
 
-/* Whether the x86 decode kernels issue their software prefetches (kernels/prefetch_x86.h): 1 until rc_cpu() has
- * run, then 0 on AMD CPUs, 1 elsewhere, or what RWKV_CPU_PREFETCH (0 or 1) says. A plain int, written once
- * inside rc_cpu()'s detection (before any kernel is chosen) and only read after: the kernels test it per
- * group of weights, where a call would cost more than the test. Measured (docs/PERFORMANCE.md, "Prefetch on
- * AMD"): the prefetches tuned on a Sapphire Rapids made an AMD EPYC (Zen 3) read 9-13% slower in the f32, f16
- * and q4 products; without them it reads as fast or faster, while the Xeon lost 25-35% without them. */
+/* Which software prefetches the x86 decode kernels issue (kernels/prefetch_x86.h): 2 all of them, 1 only those of
+ * the small-batch q4 / f16 loops (RC_PF_BUSY), 0 none. 2 until rc_cpu() has run; then 1 on AMD CPUs, 2 elsewhere,
+ * or what RWKV_CPU_PREFETCH says (0: none, 1: all). A plain int, written once inside rc_cpu()'s detection (before
+ * any kernel is chosen) and only read after: the kernels test it per group of weights, where a call would cost
+ * more than the test. Measured (docs/PERFORMANCE.md, "AMD EPYC (Zen 3)"): the prefetches tuned on a Sapphire
+ * Rapids made that AMD CPU's one-vector f32, f16 and q4 products read 9-13% slower and its f32 batches 8% slower,
+ * while its q4 and f16 batches gained 8-11% with them; the Xeon lost 25-35% without them. */
 extern int rc_x86_sw_prefetch;
 
 #endif

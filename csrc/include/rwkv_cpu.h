@@ -114,8 +114,9 @@ const char *rwkv_status_name(int status);
 const char *rwkv_dtype_name(uint32_t dtype);
 const char *rwkv_arch_name(uint32_t arch);
 /* Space-separated features of this CPU that the kernels use, e.g. "avx2 fma f16c", and on x86 "sw-prefetch"
- * where the kernels issue software prefetches of the weights: not on AMD CPUs (measured slower there), unless
- * the environment variable RWKV_CPU_PREFETCH is 1 (0: never). */
+ * where the kernels issue software prefetches of the weights, or "sw-prefetch-batches" where only the small-batch
+ * q4 / f16 loops do (AMD CPUs: the one-vector products measured slower with them). The environment variable
+ * RWKV_CPU_PREFETCH=1 asks for all of them, 0 for none. */
 const char *rwkv_cpu_features(void);
 /* Name of the kernel family chosen at run time ("scalar", "avx2", "avx512", "neon"). */
 const char *rwkv_kernel_name(void);

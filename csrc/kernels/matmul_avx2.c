@@ -201,7 +201,10 @@ static inline __attribute__((always_inline)) void rc_float_batch_step(const int 
     const uint64_t pf = f16 ? RC_PF_F16 : RC_PF_F32; /* prefetch distance (prefetch_x86.h) */
     __m256 wv[2];
     for (int r = 0; r < R; r++) {
-        if (n == 8 && i % (f16 ? 32 : 16) == 0) RC_PF(w[r] + i * (f16 ? 2 : 4), pf); /* per 64 bytes */
+        if (n == 8 && i % (f16 ? 32 : 16) == 0) { /* per 64 bytes */
+            if (f16) RC_PF_BUSY(w[r] + i * 2, pf);
+            else RC_PF(w[r] + i * 4, pf);
+        }
         wv[r] = rc_short_w8(f16, w[r], i, n);
     }
 #pragma GCC unroll 4
@@ -476,7 +479,7 @@ static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const uint8_t *p = r->codes + 16 * b;
     if (whole)
-        for (int l = 0; l < 4; l++) RC_PF((const char *)p + 64 * l, RC_PF_Q4);
+        for (int l = 0; l < 4; l++) RC_PF_BUSY((const char *)p + 64 * l, RC_PF_Q4);
     for (uint64_t h = 0; 8 * h < n; h++) {
         const uint64_t nk = n - 8 * h < 8 ? n - 8 * h : 8; /* live blocks (lanes) of this half */
         const __m256i live = whole ? _mm256_set1_epi32(-1)

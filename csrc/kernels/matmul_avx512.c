@@ -178,7 +178,10 @@ static inline __attribute__((always_inline)) void rc_float_batch_step(const int 
     const uint64_t pf = f16 ? RC_PF_F16 : RC_PF_F32; /* prefetch distance (prefetch_x86.h) */
     __m512 wv[2];
     for (int r = 0; r < R; r++) {
-        if (k == 0xffff && (!f16 || i % 32 == 0)) RC_PF(w[r] + i * (f16 ? 2 : 4), pf); /* per 64 bytes */
+        if (k == 0xffff && (!f16 || i % 32 == 0)) { /* per 64 bytes */
+            if (f16) RC_PF_BUSY(w[r] + i * 2, pf);
+            else RC_PF(w[r] + i * 4, pf);
+        }
         wv[r] = rc_short_w(f16, w[r], i, k);
     }
 #pragma GCC unroll 8
@@ -506,7 +509,7 @@ static inline __attribute__((always_inline)) void rc_q4_batch_group(const rc_q4_
     __m512 dw[2];
     for (int r = 0; r < R; r++) {
         const uint8_t *p = rw[r].codes + 16 * b;
-        if (whole && rc_x86_sw_prefetch)
+        if (whole && rc_x86_sw_prefetch >= 1) /* as RC_PF_BUSY (prefetch_x86.h): AMD CPUs included */
             for (int l = 0; l < 4; l++) _mm_prefetch((const char *)p + 64 * l + pf, RC_PF_HINT);
         for (int m = 0; m < 4; m++) rc_q4_unpack(rc_q4_load(p + 4 * n * m, whole, live), table, m4, c[r] + 2 * m);
         dw[r] = whole ? rc_q4_scales16(&rw[r], b) : rc_q4_scales_short(&rw[r], b, n, lanes);
