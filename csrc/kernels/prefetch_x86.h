@@ -30,8 +30,8 @@
 #endif
 /* ...and only where rc_x86_sw_prefetch says (core/cpu.h: not on AMD CPUs, where they measured slower). */
 #define RC_PF(p, dist) do { if ((dist) && rc_x86_sw_prefetch >= 2) _mm_prefetch((const char *)(p) + (dist), RC_PF_HINT); } while (0)
-/* RC_PF_BUSY: the same wherever rc_x86_sw_prefetch >= 1 (AMD included), for the loops that do much arithmetic per byte of weights (the small-batch
- * functions of q4 and f16), where the hardware prefetcher falls behind. Measured on the AMD EPYC (Zen 3), 14336x4096
+/* RC_PF_BUSY: the same wherever rc_x86_sw_prefetch >= 1 (AMD included), for the loops that do much arithmetic per
+ * byte of weights (the small-batch functions of q4 and f16), where the hardware prefetcher falls behind. Measured on the AMD EPYC (Zen 3), 14336x4096
  * and 4096x14336 from DRAM, 4 vectors, 2 threads, without -> with: q4 29.8-30.1 -> 32.3-32.9 and 22.0-23.9 ->
  * 25.5-26.2 G weights/s, f16 16.4-18.3 -> 18.6-19.9 GB/s; f32 batches (4 bytes per weight) lost with them (23.1-26.3
  * -> 20.6-23.2 GB/s) and one-vector products too (core/cpu.h), so those keep RC_PF. */
