@@ -9,6 +9,7 @@
  *                                               RWKV_BENCH_NO_SHORT=1 not shapes 5-7,
  *                                               RWKV_BENCH_T=N products of N vectors, batched decode,
  *                                               RWKV_BENCH_ROWS=R the rows-alone shape's rows (default 64),
+ *                                               RWKV_BENCH_GEMM_ROWS=R the gemm-alone shape's rows (default 64),
  *                                               RWKV_BENCH_HUGE=1 matrices in transparent huge pages)
  *
  * For each shape (rows x in: 4096x4096, 14336x4096, 4096x14336, 65536x4096), dtype (f32, f16, q8, q4) and
@@ -22,7 +23,8 @@
  * L2 cache), measures compute throughput instead: the headroom a kernel has over the bandwidth. Shapes 5-7,
  * 2048x32, 2048x64, 2048x128 (0.13-1 MB, from memory through up to 4096 copies), are RWKV-7's LoRA second
  * products: rows of 64-512 bytes, where the per-row reduction, not the bytes, can set the time. And last,
- * the rows function alone on 64x4096 (no activation step, no pool), fastest of 10 x reps.
+ * the rows function alone on 64x4096 (no activation step, no pool), fastest of 10 x reps, and for T >= 2 the
+ * GEMM function alone (RWKV_BENCH_GEMM_ROWS x 4096, default 64 rows, in cache, one thread), fastest of reps.
  * Weights are random bytes in the dtype's layout (finite scales): speed does not depend on the values. */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -32,6 +34,7 @@
 
 #include "core/threadpool.h"
 #include "kernels/matmul.h"
+#include "kernels/gemm.h"
 #include "kernels/quant.h"
 
 static double now(void) {
@@ -161,6 +164,37 @@ static void rows_alone(uint32_t dtype, int reps, uint64_t rows, uint64_t in) {
     rc_free(w); rc_free(x); rc_free(y); rc_free(qx);
 }
 
+/* The GEMM function alone (no activation step, no pool, one thread): rows x in in cache times bench_T vectors,
+ * fastest of reps, in G multiply-adds/s (GOP/s is twice that): the compute ceiling of prompt processing. */
+static void gemm_alone(uint32_t dtype, int reps, uint64_t rows, uint64_t in) {
+    const rc_kernel_set *ks = rc_kernels();
+    if (!ks->gemm[dtype]) return;
+    const uint64_t bytes = rc_row_bytes(dtype, in) * rows;
+    const int q = dtype == RWKV_DTYPE_Q8_0 || dtype == RWKV_DTYPE_Q4;
+    const uint64_t xs = dtype == RWKV_DTYPE_Q4 ? rc_gx_stride(in) : rc_qx_stride(RWKV_DTYPE_Q8_0, in);
+    uint8_t *w = rc_alloc(bytes);
+    float *x = rc_alloc(bench_T * in * sizeof(float)), *y = rc_alloc(bench_T * rows * sizeof(float));
+    void *qx = rc_alloc(bench_T * xs), *scratch = rc_alloc(RC_GEMM_SCRATCH);
+    if (!w || !x || !y || !qx || !scratch) { printf("out of memory\n"); exit(1); }
+    fill(w, dtype, rows, in, bytes, 7);
+    for (uint64_t i = 0; i < bench_T * in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
+    const void *X = x;
+    if (dtype == RWKV_DTYPE_Q4) (ks->gx_u8 ? rc_gx_prepare_u8 : rc_gx_prepare)(x, in, 0, bench_T, NULL, qx);
+    if (dtype == RWKV_DTYPE_Q8_0) rc_qx_prepare(dtype, x, in, bench_T, NULL, qx);
+    if (q) X = qx;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        ks->gemm[dtype](w, in, 0, rows, X, bench_T, y, rows, scratch);
+        double t = now() - t0;
+        best = t < best ? t : best;
+    }
+    printf("gemm function alone, %llux%llu %-5s T=%llu best %8.1f G multiply-adds/s (one thread)\n",
+           (unsigned long long)rows, (unsigned long long)in, rwkv_dtype_name(dtype), (unsigned long long)bench_T,
+           (double)rows * in * bench_T / best / 1e9);
+    rc_free(w); rc_free(x); rc_free(y); rc_free(qx); rc_free(scratch);
+}
+
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
     if (reps < 1) reps = 1;
@@ -230,6 +264,11 @@ int main(int argc, char **argv) {
     for (int d = 0; d < 4; d++)
         if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0)
             rows_alone(all[d], reps * 10, getenv("RWKV_BENCH_ROWS") ? (uint64_t)atoi(getenv("RWKV_BENCH_ROWS")) : 64, 4096);
+    const char *gemm_rows = getenv("RWKV_BENCH_GEMM_ROWS"); /* the gemm-alone shape's rows (default 64) */
+    if (bench_T >= 2)
+        for (int d = 0; d < 4; d++)
+            if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0)
+                gemm_alone(all[d], reps, gemm_rows ? (uint64_t)atoi(gemm_rows) : 64, 4096);
     for (int d = 0; d < 2; d++) /* f32, f16 on a LoRA second product's shape (in L2) */
         if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10, 256, 64);
     return 0;

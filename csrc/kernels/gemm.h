@@ -17,6 +17,9 @@
  *     Y[t, o] = sum_b d_w[o, b] d_x[t, b] (sum_j q_w[o, b, j] q_x[t, b, j])
  * with the unsigned weights q_w + 128, the 128 * sum_j q_x[t, b, j] is taken off by starting each block's
  * integer accumulator at corr[t, b] = -128 * that sum (stored with the vector), so the block sums are exact.
+ * AVX2 turns this around (rc_kernel_set.gx_u8): unsigned activations q_x + 128 (rc_gx_prepare_u8) times the
+ * signed codebook values, the accumulator starting at the panel's -128 * sum_j q_w[o, b, j], one load per block
+ * for every vector (matmul_avx2.c says why).
  *
  * The q4 GEMM activation vector (rc_gx_prepare): every vector quantized to int8 per block of 32, exactly as
  * the q4 decode path's (dx = max|x| / 127, xq = round-to-nearest-even(x / dx)), so the GEMM and decode
@@ -25,7 +28,7 @@
  * vectors rc_gx_stride(in) bytes apart:
  *     d[nb]    float    dx per block
  *     corr[nb] int32    -128 * (sum of the block's xq)
- *     q[in]    int8     xq, input order                                                                 */
+ *     q[in]    int8     xq, input order (rc_gx_prepare_u8: uint8 xq + 128)                              */
 #ifndef RC_GEMM_H
 #define RC_GEMM_H
 
@@ -42,5 +45,8 @@ static inline const int8_t *rc_gx_q(const void *gx, uint64_t nb) { return (const
  * each x[cs->cols[i]] multiplied by cs->scales[i] first (the matrix's column scales; cs NULL or n = 0: none),
  * exactly as rc_qx_prepare does. */
 void rc_gx_prepare(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const rc_colscale *cs, void *out);
+/* The same with q stored as the unsigned bytes xq + 128 (1..255), for the families whose GEMM multiplies unsigned
+ * activations by signed weights (rc_kernel_set.gx_u8: AVX2, see matmul_avx2.c); d and corr are the same. */
+void rc_gx_prepare_u8(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const rc_colscale *cs, void *out);
 
 #endif

@@ -215,7 +215,9 @@ static uint64_t rc_gemm_x_stride(uint32_t dtype, uint64_t in) {
 
 static void rc_gemm_x_prepare(const rc_kernel_set *ks, uint32_t dtype, const float *X, uint64_t in, uint64_t t0,
                               uint64_t t1, const rc_colscale *cs, void *out) {
-    if (dtype == RWKV_DTYPE_Q4 && ks->gx_prepare)
+    if (dtype == RWKV_DTYPE_Q4 && ks->gx_u8)
+        rc_gx_prepare_u8(X, in, t0, t1, cs, out);
+    else if (dtype == RWKV_DTYPE_Q4 && ks->gx_prepare)
         ks->gx_prepare(X, in, t0, t1, cs, out);
     else if (dtype == RWKV_DTYPE_Q4)
         rc_gx_prepare(X, in, t0, t1, cs, out);

@@ -44,6 +44,8 @@ typedef struct {
     /* The q4 GEMM activation step (gemm.h, rc_gx_prepare's signature and results, bit for bit); NULL =
      * the portable rc_gx_prepare. */
     void (*gx_prepare)(const float *X, uint64_t in, uint64_t t0, uint64_t t1, const void *cs, void *out);
+    /* 1: the q4 GEMM reads its activations as unsigned bytes, rc_gx_prepare_u8 (gx_prepare is then unused). */
+    uint8_t gx_u8;
     /* The instruction set the family's CPU check covers, for plain C loops compiled in several copies
      * (ops/wkv.c): RC_ISA_BASE (0, the default), RC_ISA_AVX2, RC_ISA_AVX512. */
     uint8_t isa;

@@ -1039,8 +1039,13 @@ static void rc_gx_prepare_avx512(const float *X, uint64_t in, uint64_t t0, uint6
             }
             const float db = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127.0f;
             const __m512 id = _mm512_set1_ps(db > 0 ? 1.0f / db : 0.0f);
-            const __m512 v0 = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x0, id), big), big), nlim), lim);
-            const __m512 v1 = _mm512_min_ps(_mm512_max_ps(_mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x1, id), big), big), nlim), lim);
+            /* rounded; NaN (0 * an infinite id, when max|x| is so small that 1 / db overflows) -> 0, as rc_q8_block */
+            __m512 r0 = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x0, id), big), big);
+            __m512 r1 = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x1, id), big), big);
+            r0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r0, r0, _CMP_ORD_Q), r0);
+            r1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(r1, r1, _CMP_ORD_Q), r1);
+            const __m512 v0 = _mm512_min_ps(_mm512_max_ps(r0, nlim), lim);
+            const __m512 v1 = _mm512_min_ps(_mm512_max_ps(r1, nlim), lim);
             const __m512i i0 = _mm512_cvtps_epi32(v0), i1 = _mm512_cvtps_epi32(v1);
             _mm_storeu_si128((__m128i *)(q + b * RC_QK), _mm512_cvtsepi32_epi8(i0));
             _mm_storeu_si128((__m128i *)(q + b * RC_QK + 16), _mm512_cvtsepi32_epi8(i1));

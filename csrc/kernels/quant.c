@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "kernels/gemm.h"
 #include "kernels/quant.h"
 
 const int8_t rc_q4_values[16] = {-63, -52, -41, -32, -24, -17, -11, -5, 0, 6, 12, 19, 26, 34, 44, 56};
@@ -389,6 +390,35 @@ static inline __attribute__((always_inline)) void rc_qx_prepare_body(uint32_t dt
     }
 }
 
+/* ---- the q4 GEMM activations (gemm.h) ------------------------------------------------------------------
+ * The same blocks as rc_qx_prepare8's (rc_q8_block: the GEMM and decode paths multiply the same integers), kept
+ * in input order, with -128 * sum xq; u8: the values stored as xq + 128 (rc_gx_prepare_u8). */
+uint64_t rc_gx_stride(uint64_t in) {
+    uint64_t bytes = in / RC_QK * 8 + in;
+    return (bytes + RC_ALIGN - 1) / RC_ALIGN * RC_ALIGN;
+}
+
+static inline __attribute__((always_inline)) void rc_gx_prepare_body(const float *X, uint64_t in, uint64_t t0,
+                                                                     uint64_t t1, const rc_colscale *cs, void *out,
+                                                                     int u8) {
+    const uint64_t nb = in / RC_QK, stride = rc_gx_stride(in);
+    float buf[RC_QK];
+    for (uint64_t t = t0; t < t1; t++) {
+        uint8_t *base = (uint8_t *)out + t * stride;
+        float *d = (float *)(void *)base;
+        int32_t *corr = (int32_t *)(void *)(d + nb);
+        int8_t *q = (int8_t *)(corr + nb);
+        uint32_t next = 0;
+        for (uint64_t b = 0; b < nb; b++) {
+            int8_t qb[RC_QK];
+            int sum;
+            d[b] = rc_q8_block(rc_scaled_block(X + t * in, b, cs, &next, buf), qb, &sum);
+            corr[b] = -RC_GX_OFFSET * sum;
+            for (int j = 0; j < RC_QK; j++) q[b * RC_QK + j] = u8 ? (int8_t)(qb[j] ^ (int8_t)0x80) : qb[j];
+        }
+    }
+}
+
 /* ---- public entry points ---------------------------------------------------------------------------- */
 #include "kernels/matmul.h"
 
@@ -413,6 +443,26 @@ void rc_qx_prepare_isa(int isa, RC_QX_ARGS) {
 }
 
 void rc_qx_prepare(RC_QX_ARGS) { rc_qx_prepare_isa(rc_kernels()->isa, RC_QX_PASS); }
+
+#define RC_GX_ARGS const float *X, uint64_t in, uint64_t t0, uint64_t t1, const rc_colscale *cs, void *out
+#define RC_GX_PASS X, in, t0, t1, cs, out
+static void rc_gx_prepare_base(RC_GX_ARGS, int u8) { rc_gx_prepare_body(RC_GX_PASS, u8); }
+#ifdef RC_QX_X86
+__attribute__((target("avx2"))) static void rc_gx_prepare_avx2(RC_GX_ARGS, int u8) { rc_gx_prepare_body(RC_GX_PASS, u8); }
+__attribute__((target("avx512f,avx512bw"))) static void rc_gx_prepare_avx512c(RC_GX_ARGS, int u8) {
+    rc_gx_prepare_body(RC_GX_PASS, u8);
+}
+#endif
+static void rc_gx_prepare_isa(RC_GX_ARGS, int u8) {
+#ifdef RC_QX_X86
+    const int isa = rc_kernels()->isa;
+    if (isa >= RC_ISA_AVX512) { rc_gx_prepare_avx512c(RC_GX_PASS, u8); return; }
+    if (isa >= RC_ISA_AVX2) { rc_gx_prepare_avx2(RC_GX_PASS, u8); return; }
+#endif
+    rc_gx_prepare_base(RC_GX_PASS, u8);
+}
+void rc_gx_prepare(RC_GX_ARGS) { rc_gx_prepare_isa(RC_GX_PASS, 0); }
+void rc_gx_prepare_u8(RC_GX_ARGS) { rc_gx_prepare_isa(RC_GX_PASS, 1); }
 
 /* Largest |x| q8 / q4 accept: keeps every f16 scale finite (q8: d = max|x| / 127; q4: |d| <= max|x| / 51
  * and D = 128/127 max |d|) */

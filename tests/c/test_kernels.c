@@ -143,6 +143,7 @@ static void test_gx_prepare(const rc_kernel_set *ks) {
     x[2 * in + 40] = 3e30f;
     x[3 * in + 70] = NAN;
     x[4 * in + 100] = -INFINITY;
+    for (uint64_t i = 0; i < RC_QK; i++) x[4 * in + 5 * RC_QK + i] = i % 3 ? 1e-38f * (float)(i % 5) : 0; /* 1 / d = inf */
     rc_gx_prepare(x, in, 0, T, NULL, a);
     ks->gx_prepare(x, in, 0, T, NULL, b);
     int ok = 1;
@@ -153,6 +154,46 @@ static void test_gx_prepare(const rc_kernel_set *ks) {
     }
     check(ok, ks->name, "gx_prepare", RWKV_DTYPE_Q4, T, in);
     free(x); free(a); free(b);
+}
+
+/* The GEMM activations hold the decode path's integers (gemm.h): rc_gx_prepare's q (input order) and scales equal
+ * rc_qx_prepare's for q4 (group order), corr = 2 z, also for column scales, zero, NaN and tiny blocks (whose 1 / d
+ * is infinite); rc_gx_prepare_u8 stores q + 128 and the same scales. */
+static void test_gx_same_integers(void) {
+    const uint64_t in = 37 * RC_QK, nb = in / RC_QK, T = 3, gs = rc_gx_stride(in), qs = rc_qx_stride(RWKV_DTYPE_Q4, in);
+    float *x = malloc(T * in * sizeof(float));
+    uint8_t *g = calloc(T, gs), *g8 = calloc(T, gs), *q = calloc(T, qs);
+    for (uint64_t i = 0; i < T * in; i++) x[i] = gauss() * (i % 89 == 0 ? 300.0f : 1.0f);
+    for (uint64_t i = 0; i < RC_QK; i++) {
+        x[3 * RC_QK + i] = 0;                                               /* a zero block */
+        x[in + 7 * RC_QK + i] = i % 3 ? 1e-38f * (float)(i % 5) : 0;         /* 1 / d = inf */
+        x[2 * in + 9 * RC_QK + i] = (float)((int)i - 16) * 0.5f;            /* ties */
+    }
+    x[in + 50] = NAN;
+    static const float cols[2] = {5, 700}, scales[2] = {3.5f, 0.25f};
+    const rc_colscale cs = {2, cols, scales};
+    int ok = 1;
+    for (int c = 0; c < 2; c++) {
+        const rc_colscale *csp = c ? &cs : NULL;
+        rc_gx_prepare(x, in, 0, T, csp, g);
+        rc_gx_prepare_u8(x, in, 0, T, csp, g8);
+        rc_qx_prepare(RWKV_DTYPE_Q4, x, in, T, csp, q);
+        for (uint64_t t = 0; t < T; t++) {
+            const uint8_t *gt = g + t * gs, *g8t = g8 + t * gs, *qt = q + t * qs;
+            for (uint64_t b = 0; b < nb; b++) {
+                const float dg = rc_gx_d(gt)[b], dq = rc_qx_d(qt)[b], d8 = rc_gx_d(g8t)[b];
+                ok &= (isnan(dg) && isnan(dq) && isnan(d8)) || (dg == dq && d8 == dg);
+                ok &= rc_gx_corr(gt, nb)[b] == 2 * rc_qx_z(qt, nb)[b] && rc_gx_corr(g8t, nb)[b] == rc_gx_corr(gt, nb)[b];
+                for (uint64_t j = 0; j < RC_QK; j++) {
+                    const int8_t v = rc_gx_q(gt, nb)[b * RC_QK + j];
+                    ok &= v == rc_qx_q(qt, nb)[rc_qx_q4_index(nb, b, j)];
+                    ok &= (uint8_t)rc_gx_q(g8t, nb)[b * RC_QK + j] == (uint8_t)(v + 128);
+                }
+            }
+        }
+    }
+    check(ok, "portable", "gx = qx integers", RWKV_DTYPE_Q4, T, in);
+    free(x); free(g); free(g8); free(q);
 }
 
 /* Column scales (quant.h): W stored with 3 columns divided by c, the product must equal the float product with
@@ -631,6 +672,7 @@ int main(void) {
     test_exp();
     test_wkv_isa();
     test_qx_isa();
+    test_gx_same_integers();
     const char *families[] = {"avx512-amx", "avx512", "avx2-vnni", "avx2", "neon-dotprod", "neon"};
     for (int i = 0; i < 6; i++) {
         const rc_kernel_set *ks = rc_kernels_by_name(families[i]);
