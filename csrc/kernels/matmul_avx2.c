@@ -742,7 +742,22 @@ static void rc_pack_q(int q8, const uint8_t *W, uint64_t out, uint64_t nb, uint6
         } else {
             const rc_q4_row row = rc_q4_row_at(W, out, nb, o);
             if (r < nr) rc_unpack_q4(row.codes, nb, b0, nbk, U + r * ustride);
-            for (uint64_t bl = 0; bl < nbk; bl++) D[bl * RC_MR + r] = rc_q4_scale_hw(&row, b0 + bl);
+        }
+    }
+    if (!q8) { /* D [bl][8 rows]: whole super-blocks 8 rows at a time through a transpose, the rest one by one */
+        uint64_t bl = 0;
+        for (; bl + RC_Q4_SUPER <= nbk && (b0 + bl) % RC_Q4_SUPER == 0; bl += RC_Q4_SUPER) {
+            __m256i v[8];
+            for (uint64_t r = 0; r < RC_MR; r++) {
+                const rc_q4_row row = rc_q4_row_at(W, out, nb, p + rc_panel_row(r, nr));
+                v[r] = _mm256_castps_si256(rc_q4_scales8(&row, b0 + bl));
+            }
+            rc_transpose8(v);
+            for (int k = 0; k < 8; k++) _mm256_store_si256((__m256i *)(D + (bl + (uint64_t)k) * RC_MR), v[k]);
+        }
+        for (uint64_t r = 0; r < RC_MR; r++) {
+            const rc_q4_row row = rc_q4_row_at(W, out, nb, p + rc_panel_row(r, nr));
+            for (uint64_t k = bl; k < nbk; k++) D[k * RC_MR + r] = rc_q4_scale_hw(&row, b0 + k);
         }
     }
     const uint64_t groups = q8 ? 16 : 8;
