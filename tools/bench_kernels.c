@@ -9,7 +9,8 @@
  *                                               RWKV_BENCH_NO_SHORT=1 not shapes 5-7,
  *                                               RWKV_BENCH_T=N products of N vectors, batched decode,
  *                                               RWKV_BENCH_ROWS=R the rows-alone shape's rows (default 64),
- *                                               RWKV_BENCH_GEMM_ROWS=R the gemm-alone shape's rows (default 64),
+ *                                               RWKV_BENCH_GEMM_ROWS=R, RWKV_BENCH_GEMM_IN=N the gemm-alone shape
+ *                                                   (default 64 x 4096),
  *                                               RWKV_BENCH_HUGE=1 matrices in transparent huge pages)
  *
  * For each shape (rows x in: 4096x4096, 14336x4096, 4096x14336, 65536x4096), dtype (f32, f16, q8, q4) and
@@ -179,6 +180,14 @@ static void gemm_alone(uint32_t dtype, int reps, uint64_t rows, uint64_t in) {
     fill(w, dtype, rows, in, bytes, 7);
     for (uint64_t i = 0; i < bench_T * in; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
     const void *X = x;
+    if (!q) { /* the float GEMM reads rows rc_fx_stride(in) apart (gemm.h) */
+        float *fx = rc_alloc(bench_T * rc_fx_stride(in) * sizeof(float));
+        if (!fx) { printf("out of memory\n"); exit(1); }
+        for (uint64_t t = 0; t < bench_T; t++) memcpy(fx + t * rc_fx_stride(in), x + t * in, in * sizeof(float));
+        rc_free(x);
+        x = fx;
+        X = x;
+    }
     if (dtype == RWKV_DTYPE_Q4) (ks->gx_u8 ? rc_gx_prepare_u8 : rc_gx_prepare)(x, in, 0, bench_T, NULL, qx);
     if (dtype == RWKV_DTYPE_Q8_0) rc_qx_prepare(dtype, x, in, bench_T, NULL, qx);
     if (q) X = qx;
@@ -268,7 +277,8 @@ int main(int argc, char **argv) {
     if (bench_T >= 2)
         for (int d = 0; d < 4; d++)
             if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0)
-                gemm_alone(all[d], reps, gemm_rows ? (uint64_t)atoi(gemm_rows) : 64, 4096);
+                gemm_alone(all[d], reps, gemm_rows ? (uint64_t)atoi(gemm_rows) : 64,
+                           getenv("RWKV_BENCH_GEMM_IN") ? (uint64_t)atoi(getenv("RWKV_BENCH_GEMM_IN")) : 4096);
     for (int d = 0; d < 2; d++) /* f32, f16 on a LoRA second product's shape (in L2) */
         if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0) rows_alone(all[d], reps * 10, 256, 64);
     return 0;

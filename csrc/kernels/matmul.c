@@ -257,7 +257,7 @@ static int rc_matmul_gemm(const rc_kernel_set *ks, rc_gemm_fn fn, rc_pool *pool,
     uint64_t per = (j.out + n_tasks - 1) / n_tasks;
     j.rows_per_task = (per + RC_GEMM_ROWS - 1) / RC_GEMM_ROWS * RC_GEMM_ROWS;
     n_tasks = (j.out + j.rows_per_task - 1) / j.rows_per_task;
-    const uint64_t gx_bytes = quantized ? T * rc_gemm_x_stride(W->dtype, j.in) : 0;
+    const uint64_t gx_bytes = T * (quantized ? rc_gemm_x_stride(W->dtype, j.in) : rc_fx_stride(j.in) * sizeof(float));
     const uint64_t bytes = gx_bytes + n_tasks * RC_GEMM_SCRATCH;
     void *owned = NULL;
     uint8_t *buf = pool ? rc_pool_scratch(pool, (size_t)bytes) : (owned = rc_alloc((size_t)bytes));
@@ -271,6 +271,11 @@ static int rc_matmul_gemm(const rc_kernel_set *ks, rc_gemm_fn fn, rc_pool *pool,
         } else {
             rc_gemm_x_prepare(ks, W->dtype, X, j.in, 0, T, &g.cs, buf);
         }
+        j.X = buf;
+    }
+    else { /* the float GEMM's copy with rc_fx_stride rows */
+        const uint64_t fs = rc_fx_stride(j.in);
+        for (uint64_t t = 0; t < T; t++) memcpy((float *)(void *)buf + t * fs, X + t * j.in, j.in * sizeof(float));
         j.X = buf;
     }
     if (n_tasks > 1)
@@ -468,6 +473,7 @@ void rc_matmul_many(rc_pool *pool, const rc_matmul_op *ops, int n, uint64_t T) {
 uint64_t rc_matmul_scratch(uint64_t widest, uint64_t T, int n_threads) {
     uint64_t act = rc_qx_stride(RWKV_DTYPE_Q8_0, widest);
     if (rc_gx_stride(widest) > act) act = rc_gx_stride(widest);
+    if (rc_fx_stride(widest) * sizeof(float) > act) act = rc_fx_stride(widest) * sizeof(float);
     return act * T + (uint64_t)(n_threads > 1 ? n_threads * RC_TASKS_PER_THREAD : 1) * RC_GEMM_SCRATCH;
 }
 

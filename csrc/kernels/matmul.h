@@ -24,9 +24,9 @@ typedef void (*rc_rows_fn)(const void *W, uint64_t in, uint64_t r0, uint64_t r1,
 /* Dequantize / widen row `row` of W [rows, in] to float. */
 typedef void (*rc_row_fn)(const void *W, uint64_t rows, uint64_t in, uint64_t row, float *out);
 
-/* GEMM: rows [r0, r1) of W times T >= 1 vectors, Y as above. X is float [T, in] for f32/f16 and T GEMM
- * activation vectors (rc_gx_prepare, rc_gx_stride(in) bytes apart) for q8/q4. scratch: RC_GEMM_SCRATCH
- * bytes, 64-byte aligned, this call's own (the packed panel of W). */
+/* GEMM: rows [r0, r1) of W times T >= 1 vectors, Y as above. X is T float vectors rc_fx_stride(in) floats apart
+ * for f32/f16 (gemm.h) and T GEMM activation vectors (rc_gx_prepare, rc_gx_stride(in) bytes apart) for q8/q4.
+ * scratch: RC_GEMM_SCRATCH bytes, 64-byte aligned, this call's own (the packed panel of W). */
 typedef void (*rc_gemm_fn)(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T,
                            float *Y, uint64_t out, void *scratch);
 #define RC_GEMM_SCRATCH (320u << 10)

@@ -678,7 +678,8 @@ static void rc_gemm_float(int f16, const void *W, uint64_t in, uint64_t r0, uint
                                    : (const void *)((const float *)W + p * in + k0), in, nr, kc, P);
             for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_F) {
                 const uint64_t nt = T - t0 < RC_NR_F ? T - t0 : RC_NR_F;
-                rc_kernel_f32_n(P, kc, X + t0 * in + k0, in, nt, Y + t0 * out + p, out, nr, k0 > 0);
+                rc_kernel_f32_n(P, kc, X + t0 * rc_fx_stride(in) + k0, rc_fx_stride(in), nt, Y + t0 * out + p, out, nr,
+                                k0 > 0);
             }
         }
     }

@@ -126,13 +126,15 @@ static void rc_row_q4(const void *W, uint64_t rows, uint64_t in, uint64_t row, f
  * q8: the decode path's int16 activations (quant.h), so this is the rows function. */
 static void rc_gemm_f32(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out, void *scratch) {
-    rc_rows_f32(W, in, r0, r1, X, T, Y, out);
+    for (uint64_t t = 0; t < T; t++) /* X rows rc_fx_stride(in) floats apart (gemm.h) */
+        rc_rows_f32(W, in, r0, r1, (const float *)X + t * rc_fx_stride(in), 1, Y + t * out, out);
     (void)scratch;
 }
 
 static void rc_gemm_f16(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                         uint64_t out, void *scratch) {
-    rc_rows_f16(W, in, r0, r1, X, T, Y, out);
+    for (uint64_t t = 0; t < T; t++)
+        rc_rows_f16(W, in, r0, r1, (const float *)X + t * rc_fx_stride(in), 1, Y + t * out, out);
     (void)scratch;
 }
 
