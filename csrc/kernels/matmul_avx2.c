@@ -575,12 +575,15 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
  * unsigned side (xq + 128 <= 255, rc_gx_prepare_u8) and the panel holds the signed codebook values (|v| <= 63:
  * 255 * 63 * 2 < 2^15, no saturation). So the +128 is taken off by starting each block's sums at the panel's
  * Cw = -128 * sum v, which serves every vector, where the decode path's -64 * sum xq had to be broadcast and
- * added per vector and block. q4 panels go two at a time (rc_kernel_q4x2: each broadcast activation meets two
- * weight registers). Measured (64x4096 in cache, 256 vectors, one thread, AMD Zen 3, G multiply-adds/s, best of
- * 3 x 25): 70.0 before, 74.6 with Cw, 81.6 with two panels and 4 vectors (3: 80.5, 2: 80.3; one panel and
- * 4 / 5 / 6 / 7 vectors: 69.7 / 73.1 / 74.6 / 74.4). A vpmaddubsw + vpmaddwd pair per 32 multiply-adds caps this
- * at 32 per cycle (Zen 3 runs both on the same two pipes); the block's float step (conversion, two products)
- * takes about a fifth. */
+ * added per vector and block. Panels go two at a time (rc_kernel_q4x2, rc_kernel_q8x2): each broadcast
+ * activation meets two weight registers. The last 1-8 rows take the one-panel kernels.
+ * Measured (64x4096 in cache, 256 vectors, one thread, AMD Zen 3, G multiply-adds/s, best of 3 x 25):
+ * - q4: 70.0 before, 74.6 with Cw, 81.6 with two panels and 4 vectors (3: 80.5, 2: 80.3; one panel and
+ *   4 / 5 / 6 / 7 vectors: 69.7 / 73.1 / 74.6 / 74.4). A vpmaddubsw + vpmaddwd pair per 32 multiply-adds caps
+ *   this at 32 per cycle (Zen 3 runs both on the same two pipes); the block's float step (conversion, two
+ *   products) takes about a fifth.
+ * - q8: 59.4-60.7 with one panel, 67.2-68.7 with two and 4 vectors (3: 66.5, 5: 67.4-68.6; panels of 1024
+ *   inputs: 62.9-66.3). q8 pays a vpaddd per vpmaddwd, where q4 pays one per two multiplies. */
 #define RC_MR 8
 #define RC_NR_F 12     /* float: 12 accumulators */
 #define RC_NR_Q 6      /* integer: 6 int32 block sums + 6 float accumulators */
@@ -953,6 +956,71 @@ static void rc_kernel_q4x2_n(const uint8_t *P, const float *D, const int32_t *Cw
     }
 }
 
+/* q8, two panels at once as rc_kernel_q4x2 (panel 1's P and D lie RC_Q8_PANEL_BYTES and RC_KC_Q / 32 * 8 floats
+ * after panel 0's): one broadcast int16 pair per two vpmaddwd, where one panel needed one per vpmaddwd and the
+ * loads, not the multiplies, were the limit. */
+#ifndef RC_NR_Q8X2
+#define RC_NR_Q8X2 4
+#endif
+#define RC_Q8_PANEL_BYTES (RC_KC_Q / RC_QK * 512)
+static RC_ALWAYS_INLINE void rc_kernel_q8x2(const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk, uint64_t nb,
+                                            const uint8_t *X, uint64_t xs, const int nt, float *Y, uint64_t ldy,
+                                            uint64_t nr1, int add) {
+    const uint64_t dk = RC_KC_Q / RC_QK * RC_MR; /* panel 1's D, in floats after panel 0's */
+    __m256 a[RC_NR_Q8X2][2];
+    const uint8_t *xq[RC_NR_Q8X2]; /* vector t's int16 activations of the current block */
+    const float *xd[RC_NR_Q8X2];   /* its d_x */
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) {
+        a[t][0] = a[t][1] = _mm256_setzero_ps();
+        xq[t] = (const uint8_t *)rc_qx_q16(X + t * xs, nb) + b0 * 64;
+        xd[t] = rc_qx_d(X + t * xs) + b0;
+    }
+    for (uint64_t bl = 0; bl < nbk; bl++) {
+        const uint8_t *pb = P + bl * 512;
+        __m256i s[RC_NR_Q8X2][2];
+#pragma GCC unroll 16
+        for (int g = 0; g < 16; g++) {
+            const __m256i w0 = _mm256_load_si256((const __m256i *)(pb + g * 32));
+            const __m256i w1 = _mm256_load_si256((const __m256i *)(pb + RC_Q8_PANEL_BYTES + g * 32));
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const __m256i x = _mm256_set1_epi32(rc_load_i32(xq[t] + 4 * g));
+                s[t][0] = rc_dp2(g == 0 ? _mm256_setzero_si256() : s[t][0], w0, x);
+                s[t][1] = rc_dp2(g == 0 ? _mm256_setzero_si256() : s[t][1], w1, x);
+                RC_KEEP(s[t][0]);
+                RC_KEEP(s[t][1]);
+            }
+        }
+        const __m256 d0 = _mm256_load_ps(D + bl * RC_MR), d1 = _mm256_load_ps(D + dk + bl * RC_MR);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m256 dx = _mm256_broadcast_ss(xd[t]);
+            a[t][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t][0]), dx), d0, a[t][0]);
+            a[t][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t][1]), dx), d1, a[t][1]);
+            xq[t] += 64;
+            xd[t] += 1;
+            __asm__("" : "+r"(xq[t]), "+r"(xd[t]));
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) {
+        rc_store8(Y + t * ldy, a[t][0], RC_MR, add);
+        rc_store8(Y + t * ldy + RC_MR, a[t][1], nr1, add);
+    }
+}
+
+static void rc_kernel_q8x2_n(const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk, uint64_t nb,
+                             const uint8_t *X, uint64_t xs, uint64_t nt, float *Y, uint64_t ldy, uint64_t nr1,
+                             int add) {
+    switch (nt) {
+#define RC_CASE(n) case n: rc_kernel_q8x2(P, D, b0, nbk, nb, X, xs, n < RC_NR_Q8X2 ? n : RC_NR_Q8X2, Y, ldy, nr1, add); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5)
+#undef RC_CASE
+    default: break;
+    }
+}
+
 static void rc_kernel_q8_n(const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk, uint64_t nb, const uint8_t *X,
                            uint64_t xs, uint64_t nt, float *Y, uint64_t ldy, uint64_t nr, int add) {
     switch (nt) {
@@ -963,27 +1031,42 @@ static void rc_kernel_q8_n(const uint8_t *P, const float *D, uint64_t b0, uint64
     }
 }
 
+/* Two panels (16 rows) at a time, the last 1-8 rows as one panel. */
 static void rc_gemm_int(int q8, const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T,
                         float *Y, uint64_t out, void *scratch) {
     const uint64_t nb = in / RC_QK, xs = q8 ? rc_qx_stride(RWKV_DTYPE_Q8_0, in) : rc_gx_stride(in);
-    const uint64_t kcb = RC_KC_Q / RC_QK, pbytes = kcb * (q8 ? 512 : 256);
-    uint8_t *P = (uint8_t *)scratch;
-    uint8_t *U = P + pbytes;                                  /* 8 rows x rc_u_stride (<= 64 KB) */
-    float *D = (float *)(void *)(U + RC_MR * rc_u_stride(q8, kcb)); /* [kcb][8] */
-    int32_t *Cw = (int32_t *)(void *)(D + kcb * RC_MR);                /* [kcb][8], q4 */
-    for (uint64_t p = r0; p < r1; p += RC_MR) {
-        const uint64_t nr = r1 - p < RC_MR ? r1 - p : RC_MR;
+    const uint64_t kcb = RC_KC_Q / RC_QK, pbytes = q8 ? RC_Q8_PANEL_BYTES : RC_Q4_PANEL_BYTES;
+    uint8_t *P = (uint8_t *)scratch;                                /* [2][pbytes] */
+    uint8_t *U = P + 2 * pbytes;                                    /* 8 rows x rc_u_stride */
+    float *D = (float *)(void *)(U + RC_MR * rc_u_stride(q8, kcb)); /* [2][kcb][8] */
+    int32_t *Cw = (int32_t *)(void *)(D + 2 * kcb * RC_MR);         /* [2][kcb][8], q4 */
+    for (uint64_t p = r0; p < r1; p += 2 * RC_MR) {
+        const uint64_t nr = r1 - p < 2 * RC_MR ? r1 - p : 2 * RC_MR;
         for (uint64_t b0 = 0; b0 < nb; b0 += kcb) {
             const uint64_t nbk = nb - b0 < kcb ? nb - b0 : kcb;
-            rc_pack_q(q8, (const uint8_t *)W, out, nb, p, nr, b0, nbk, U, P, D, Cw);
-            const uint64_t nrq = q8 ? RC_NR_Q : RC_NR_Q4;
-            for (uint64_t t0 = 0; t0 < T; t0 += nrq) {
-                const uint64_t nt = T - t0 < nrq ? T - t0 : nrq;
-                const uint8_t *x = (const uint8_t *)X + t0 * xs;
-                if (q8)
-                    rc_kernel_q8_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr, b0 > 0);
-                else
-                    rc_kernel_q4_n(P, D, Cw, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr, b0 > 0);
+            rc_pack_q(q8, (const uint8_t *)W, out, nb, p, nr < RC_MR ? nr : RC_MR, b0, nbk, U, P, D, Cw);
+            if (nr > RC_MR) {
+                rc_pack_q(q8, (const uint8_t *)W, out, nb, p + RC_MR, nr - RC_MR, b0, nbk, U, P + pbytes,
+                          D + kcb * RC_MR, Cw + kcb * RC_MR);
+                const uint64_t nrq = q8 ? RC_NR_Q8X2 : RC_NR_Q4X2;
+                for (uint64_t t0 = 0; t0 < T; t0 += nrq) {
+                    const uint64_t nt = T - t0 < nrq ? T - t0 : nrq;
+                    const uint8_t *x = (const uint8_t *)X + t0 * xs;
+                    if (q8)
+                        rc_kernel_q8x2_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr - RC_MR, b0 > 0);
+                    else
+                        rc_kernel_q4x2_n(P, D, Cw, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr - RC_MR, b0 > 0);
+                }
+            } else {
+                const uint64_t nrq = q8 ? RC_NR_Q : RC_NR_Q4;
+                for (uint64_t t0 = 0; t0 < T; t0 += nrq) {
+                    const uint64_t nt = T - t0 < nrq ? T - t0 : nrq;
+                    const uint8_t *x = (const uint8_t *)X + t0 * xs;
+                    if (q8)
+                        rc_kernel_q8_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr, b0 > 0);
+                    else
+                        rc_kernel_q4_n(P, D, Cw, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr, b0 > 0);
+                }
             }
         }
     }
@@ -994,36 +1077,9 @@ static void rc_gemm_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     rc_gemm_int(1, W, in, r0, r1, X, T, Y, out, scratch);
 }
 
-/* q4: 16 rows (two panels) at a time, the last 1-8 rows as one panel */
 static void rc_gemm_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, const void *X, uint64_t T, float *Y,
                        uint64_t out, void *scratch) {
-    const uint64_t nb = in / RC_QK, xs = rc_gx_stride(in), kcb = RC_KC_Q / RC_QK;
-    uint8_t *P = (uint8_t *)scratch;                                 /* [2][RC_Q4_PANEL_BYTES] */
-    uint8_t *U = P + 2 * RC_Q4_PANEL_BYTES;                          /* 8 rows x rc_u_stride */
-    float *D = (float *)(void *)(U + RC_MR * rc_u_stride(0, kcb));  /* [2][kcb][8] */
-    int32_t *Cw = (int32_t *)(void *)(D + 2 * kcb * RC_MR);          /* [2][kcb][8] */
-    for (uint64_t p = r0; p < r1; p += 2 * RC_MR) {
-        const uint64_t nr = r1 - p < 2 * RC_MR ? r1 - p : 2 * RC_MR;
-        for (uint64_t b0 = 0; b0 < nb; b0 += kcb) {
-            const uint64_t nbk = nb - b0 < kcb ? nb - b0 : kcb;
-            rc_pack_q(0, (const uint8_t *)W, out, nb, p, nr < RC_MR ? nr : RC_MR, b0, nbk, U, P, D, Cw);
-            if (nr > RC_MR) {
-                rc_pack_q(0, (const uint8_t *)W, out, nb, p + RC_MR, nr - RC_MR, b0, nbk, U, P + RC_Q4_PANEL_BYTES,
-                          D + kcb * RC_MR, Cw + kcb * RC_MR);
-                for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_Q4X2) {
-                    const uint64_t nt = T - t0 < RC_NR_Q4X2 ? T - t0 : RC_NR_Q4X2;
-                    rc_kernel_q4x2_n(P, D, Cw, b0, nbk, nb, (const uint8_t *)X + t0 * xs, xs, nt, Y + t0 * out + p, out,
-                                     nr - RC_MR, b0 > 0);
-                }
-            } else {
-                for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_Q4) {
-                    const uint64_t nt = T - t0 < RC_NR_Q4 ? T - t0 : RC_NR_Q4;
-                    rc_kernel_q4_n(P, D, Cw, b0, nbk, nb, (const uint8_t *)X + t0 * xs, xs, nt, Y + t0 * out + p, out,
-                                   nr, b0 > 0);
-                }
-            }
-        }
-    }
+    rc_gemm_int(0, W, in, r0, r1, X, T, Y, out, scratch);
 }
 
 #if defined(RC_AVX_VNNI)
