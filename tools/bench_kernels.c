@@ -6,6 +6,7 @@
  *                                               RWKV_BENCH_DTYPE=f32|f16|q8|q4 one dtype only,
  *                                               RWKV_BENCH_CACHE=1 the in-cache shape only,
  *                                               RWKV_BENCH_SHAPE=0..7 one shape only,
+ *                                               RWKV_BENCH_DIMS=ROWSxIN that shape only (IN a multiple of 32),
  *                                               RWKV_BENCH_NO_SHORT=1 not shapes 5-7,
  *                                               RWKV_BENCH_T=N products of N vectors, batched decode,
  *                                               RWKV_BENCH_ROWS=R the rows-alone shape's rows (default 64),
@@ -210,9 +211,16 @@ int main(int argc, char **argv) {
     if (reps > 4096) reps = 4096;
     const char *t_env = getenv("RWKV_BENCH_T");
     if (t_env && atoi(t_env) >= 1 && atoi(t_env) <= 256) bench_T = (uint64_t)atoi(t_env);
-    static const uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {256, 4096},
-                                         {2048, 32},   {2048, 64},    {2048, 128}};
+    static uint64_t shapes[][2] = {{4096, 4096}, {14336, 4096}, {4096, 14336}, {65536, 4096}, {256, 4096},
+                                   {2048, 32},   {2048, 64},    {2048, 128}};
     enum { N_SHAPES = 8, MAX_COPIES = 4096 };
+    const char *dims = getenv("RWKV_BENCH_DIMS"); /* "ROWSxIN": that shape instead of shape 0, alone */
+    unsigned long long d_rows = 0, d_in = 0;
+    if (dims && sscanf(dims, "%llux%llu", &d_rows, &d_in) == 2 && d_rows > 0 && d_in > 0 && d_in % 32 == 0) {
+        shapes[0][0] = d_rows;
+        shapes[0][1] = d_in;
+        setenv("RWKV_BENCH_SHAPE", "0", 1);
+    }
     const char *mb_env = getenv("RWKV_BENCH_MB");
     const uint64_t pool_bytes = (uint64_t)(mb_env ? atof(mb_env) : 1536.0) * 1000000;
     static const uint32_t dtypes[] = {RWKV_DTYPE_F32, RWKV_DTYPE_F16, RWKV_DTYPE_Q8_0, RWKV_DTYPE_Q4};

@@ -179,7 +179,7 @@ static inline __attribute__((always_inline)) void rc_rows_short(int f16, const v
 }
 
 /* f32 / f16, small batches (matmul_avx512.c has the 8-vector form and the reasons): tiles of RC_F_TILE rows x
- * slices of RC_F_KC inputs x groups of RC_F_NT vectors. Per 8 inputs, each of two rows' weights is loaded (f16:
+ * groups of RC_F_NT vectors x slices of RC_F_KC inputs (a tile is 32-256 KB at Eagle's widths: L2). Per 8 inputs, each of two rows' weights is loaded (f16:
  * converted) once for the group and each vector's activations once for both rows: 8 accumulators + 2 weights +
  * 1 activation = 11 of the 16 registers (8 vectors would spill them). */
 #define RC_F_TILE 16
@@ -188,8 +188,13 @@ static inline __attribute__((always_inline)) void rc_rows_short(int f16, const v
 #ifndef RC_F_BATCH_MIN_T
 #define RC_F_BATCH_MIN_T 3
 #endif
+/* From this many vectors the GEMM. With the tile outermost (rc_rows_float_batch) the passes after the first
+ * read the tile's rows from L2, not DRAM, and this function beat or matched the GEMM up to 16 vectors on Zen 3
+ * (bench_kernels, 2 threads, ms, GEMM / this function: f16 14336x4096 T = 8 14.1 / 10.1, T = 16 19.1 / 16.1,
+ * T = 24 31.0 / 36.3; 4096x14336 T = 16 20.2 / 17.6; 2048x2048 T = 8 1.09 / 0.87; f32 within the noise at
+ * 8-16 vectors, the GEMM ahead from 24). Whole 0.1b-shaped f16 model, B = 8: 196-214 -> 306-313 tokens/s. */
 #ifndef RC_AVX2_F_GEMM_MIN_T
-#define RC_AVX2_F_GEMM_MIN_T 5
+#define RC_AVX2_F_GEMM_MIN_T 17
 #endif
 
 /* acc[r][t] += 8 weights of row r at i (k: all 8 present; else the first n, nothing read past them) times vector
@@ -255,18 +260,18 @@ static void rc_float_batch_n(int f16, const char *w0, const char *w1, int R, uin
     }
 }
 
-/* rows [r0, r1) of an f32 / f16 W (in > RC_SHORT_IN) times T >= RC_F_BATCH_MIN_T vectors, tiles x slices x
- * groups (above); out of line, so its 4 KB of partial sums stay off the single-vector path's frame */
+/* rows [r0, r1) of an f32 / f16 W (in > RC_SHORT_IN) times T >= RC_F_BATCH_MIN_T vectors, tiles x groups x
+ * slices (above); out of line, so its 4 KB of partial sums stay off the single-vector path's frame */
 static __attribute__((noinline)) void rc_rows_float_batch(int f16, const void *W, uint64_t in, uint64_t r0,
                                                           uint64_t r1, const float *X, uint64_t T, float *Y,
                                                           uint64_t out) {
     const uint64_t row_bytes = in * (f16 ? 2 : 4), esize = f16 ? 2 : 4;
     const char *w = (const char *)W;
     __m256 part[RC_F_TILE / 2][2][RC_F_NT]; /* [row pair][row][vector]: 8-lane partial sums */
-    for (uint64_t t0 = 0; t0 < T; t0 += RC_F_NT) {
-        const uint64_t nt = T - t0 < RC_F_NT ? T - t0 : RC_F_NT;
-        for (uint64_t o0 = r0; o0 < r1; o0 += RC_F_TILE) {
-            const uint64_t o1 = r1 - o0 < RC_F_TILE ? r1 : o0 + RC_F_TILE;
+    for (uint64_t o0 = r0; o0 < r1; o0 += RC_F_TILE) {
+        const uint64_t o1 = r1 - o0 < RC_F_TILE ? r1 : o0 + RC_F_TILE;
+        for (uint64_t t0 = 0; t0 < T; t0 += RC_F_NT) { /* later groups find the tile's rows in L2 */
+            const uint64_t nt = T - t0 < RC_F_NT ? T - t0 : RC_F_NT;
             for (uint64_t k0 = 0; k0 < in; k0 += RC_F_KC) {
                 const uint64_t n = in - k0 < RC_F_KC ? in - k0 : RC_F_KC;
                 for (uint64_t o = o0; o < o1; o += 2) {
