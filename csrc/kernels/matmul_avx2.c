@@ -580,8 +580,8 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
  * unsigned side (xq + 128 <= 255, rc_gx_prepare_u8) and the panel holds the signed codebook values (|v| <= 63:
  * 255 * 63 * 2 < 2^15, no saturation). So the +128 is taken off by starting each block's sums at the panel's
  * Cw = -128 * sum v, which serves every vector, where the decode path's -64 * sum xq had to be broadcast and
- * added per vector and block. Panels go two at a time (rc_kernel_q4x2, rc_kernel_q8x2): each broadcast
- * activation meets two weight registers. The last 1-8 rows take the one-panel kernels.
+ * added per vector and block. Panels go two at a time (rc_kernel_x2): each broadcast activation meets two
+ * weight registers. The last 1-8 rows take the one-panel kernels.
  * Measured (64x4096 in cache, 256 vectors, one thread, AMD Zen 3, G multiply-adds/s, best of 3 x 25):
  * - q4: 70.0 before, 74.6 with Cw, 81.6 with two panels and 4 vectors (3: 80.5, 2: 80.3; one panel and
  *   4 / 5 / 6 / 7 vectors: 69.7 / 73.1 / 74.6 / 74.4). A vpmaddubsw + vpmaddwd pair per 32 multiply-adds caps
@@ -897,102 +897,50 @@ static void rc_kernel_q4_n(const uint8_t *P, const float *D, const int32_t *Cw, 
     }
 }
 
-/* The same for two panels at once (16 rows: panel 1's P, D and Cw lie RC_Q4_PANEL_BYTES, RC_KC_Q / 32 * 8 floats
- * and as many int32 after panel 0's), so that each broadcast activation serves two weight registers. */
-#ifndef RC_NR_Q4X2
-#define RC_NR_Q4X2 4 /* vectors per pass: 8 int32 sums + 8 float sums (measured above) */
+/* Both integer types, two panels at once (16 rows: panel 1's P, D and Cw lie RC_Q4/Q8_PANEL_BYTES, RC_KC_Q / 32
+ * * 8 floats and as many int32 after panel 0's), so that each broadcast activation serves two weight registers.
+ * q4: 8 dword groups per block of u8 activations x codebook values (vpmaddubsw + vpmaddwd), sums from Cw; q8: 16
+ * of int16 pairs (vpmaddwd), sums from 0. */
+#ifndef RC_NR_X2
+#define RC_NR_X2 4 /* vectors per pass: 8 int32 sums + 8 float sums (measured above) */
 #endif
 #define RC_Q4_PANEL_BYTES (RC_KC_Q / RC_QK * 256)
-static RC_ALWAYS_INLINE void rc_kernel_q4x2(const uint8_t *P, const float *D, const int32_t *Cw, uint64_t b0,
-                                            uint64_t nbk, uint64_t nb, const uint8_t *X, uint64_t xs, const int nt,
-                                            float *Y, uint64_t ldy, uint64_t nr1, int add) {
-    const uint64_t dk = RC_KC_Q / RC_QK * RC_MR; /* panel 1's D and Cw, in elements after panel 0's */
-    __m256 a[RC_NR_Q4X2][2];
-    const uint8_t *xq[RC_NR_Q4X2];
-    const float *xd[RC_NR_Q4X2];
-#pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) {
-        a[t][0] = a[t][1] = _mm256_setzero_ps();
-        xq[t] = (const uint8_t *)rc_gx_q(X + t * xs, nb) + b0 * RC_QK;
-        xd[t] = rc_gx_d(X + t * xs) + b0;
-    }
-    for (uint64_t bl = 0; bl < nbk; bl++) {
-        const uint8_t *pb = P + bl * 256;
-        __m256i s[RC_NR_Q4X2][2];
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) {
-            const __m256i w0 = _mm256_load_si256((const __m256i *)(pb + g * 32));
-            const __m256i w1 = _mm256_load_si256((const __m256i *)(pb + RC_Q4_PANEL_BYTES + g * 32));
-#pragma GCC unroll 8
-            for (int t = 0; t < nt; t++) {
-                const __m256i x = _mm256_set1_epi32(rc_load_i32(xq[t] + 4 * g));
-                s[t][0] = rc_dp4(g == 0 ? _mm256_load_si256((const __m256i *)(Cw + bl * RC_MR)) : s[t][0], x, w0);
-                s[t][1] = rc_dp4(g == 0 ? _mm256_load_si256((const __m256i *)(Cw + dk + bl * RC_MR)) : s[t][1], x, w1);
-                RC_KEEP(s[t][0]);
-                RC_KEEP(s[t][1]);
-            }
-        }
-        const __m256 d0 = _mm256_load_ps(D + bl * RC_MR), d1 = _mm256_load_ps(D + dk + bl * RC_MR);
-#pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) {
-            const __m256 dx = _mm256_broadcast_ss(xd[t]);
-            a[t][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t][0]), dx), d0, a[t][0]);
-            a[t][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t][1]), dx), d1, a[t][1]);
-            xq[t] += RC_QK;
-            xd[t] += 1;
-            __asm__("" : "+r"(xq[t]), "+r"(xd[t]));
-        }
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < nt; t++) {
-        rc_store8(Y + t * ldy, a[t][0], RC_MR, add);
-        rc_store8(Y + t * ldy + RC_MR, a[t][1], nr1, add);
-    }
-}
-
-static void rc_kernel_q4x2_n(const uint8_t *P, const float *D, const int32_t *Cw, uint64_t b0, uint64_t nbk,
-                             uint64_t nb, const uint8_t *X, uint64_t xs, uint64_t nt, float *Y, uint64_t ldy,
-                             uint64_t nr1, int add) {
-    switch (nt) {
-#define RC_CASE(n) case n: rc_kernel_q4x2(P, D, Cw, b0, nbk, nb, X, xs, n < RC_NR_Q4X2 ? n : RC_NR_Q4X2, Y, ldy, nr1, add); break;
-        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5)
-#undef RC_CASE
-    default: break;
-    }
-}
-
-/* q8, two panels at once as rc_kernel_q4x2 (panel 1's P and D lie RC_Q8_PANEL_BYTES and RC_KC_Q / 32 * 8 floats
- * after panel 0's): one broadcast int16 pair per two vpmaddwd, where one panel needed one per vpmaddwd and the
- * loads, not the multiplies, were the limit. */
-#ifndef RC_NR_Q8X2
-#define RC_NR_Q8X2 4
-#endif
 #define RC_Q8_PANEL_BYTES (RC_KC_Q / RC_QK * 512)
-static RC_ALWAYS_INLINE void rc_kernel_q8x2(const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk, uint64_t nb,
-                                            const uint8_t *X, uint64_t xs, const int nt, float *Y, uint64_t ldy,
-                                            uint64_t nr1, int add) {
-    const uint64_t dk = RC_KC_Q / RC_QK * RC_MR; /* panel 1's D, in floats after panel 0's */
-    __m256 a[RC_NR_Q8X2][2];
-    const uint8_t *xq[RC_NR_Q8X2]; /* vector t's int16 activations of the current block */
-    const float *xd[RC_NR_Q8X2];   /* its d_x */
+static RC_ALWAYS_INLINE void rc_kernel_x2(const int q8, const uint8_t *P, const float *D, const int32_t *Cw,
+                                          uint64_t b0, uint64_t nbk, uint64_t nb, const uint8_t *X, uint64_t xs,
+                                          const int nt, float *Y, uint64_t ldy, uint64_t nr1, int add) {
+    const uint64_t dk = RC_KC_Q / RC_QK * RC_MR; /* panel 1's D and Cw, in elements after panel 0's */
+    const uint64_t pbytes = q8 ? RC_Q8_PANEL_BYTES : RC_Q4_PANEL_BYTES, bbytes = q8 ? 512 : 256;
+    const uint64_t xbytes = q8 ? 64 : RC_QK; /* one block of a vector's activations: int16 or u8 */
+    __m256 a[RC_NR_X2][2];
+    const uint8_t *xq[RC_NR_X2]; /* vector t's activations of the current block */
+    const float *xd[RC_NR_X2];   /* its d_x */
 #pragma GCC unroll 8
     for (int t = 0; t < nt; t++) {
         a[t][0] = a[t][1] = _mm256_setzero_ps();
-        xq[t] = (const uint8_t *)rc_qx_q16(X + t * xs, nb) + b0 * 64;
-        xd[t] = rc_qx_d(X + t * xs) + b0;
+        xq[t] = (q8 ? (const uint8_t *)rc_qx_q16(X + t * xs, nb) : (const uint8_t *)rc_gx_q(X + t * xs, nb)) +
+                b0 * xbytes;
+        xd[t] = (q8 ? rc_qx_d(X + t * xs) : rc_gx_d(X + t * xs)) + b0;
     }
     for (uint64_t bl = 0; bl < nbk; bl++) {
-        const uint8_t *pb = P + bl * 512;
-        __m256i s[RC_NR_Q8X2][2];
+        const uint8_t *pb = P + bl * bbytes;
+        __m256i s[RC_NR_X2][2];
 #pragma GCC unroll 16
         for (int g = 0; g < 16; g++) {
+            if (!q8 && g == 8) break; /* q4: 8 dword groups */
             const __m256i w0 = _mm256_load_si256((const __m256i *)(pb + g * 32));
-            const __m256i w1 = _mm256_load_si256((const __m256i *)(pb + RC_Q8_PANEL_BYTES + g * 32));
+            const __m256i w1 = _mm256_load_si256((const __m256i *)(pb + pbytes + g * 32));
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
                 const __m256i x = _mm256_set1_epi32(rc_load_i32(xq[t] + 4 * g));
-                s[t][0] = rc_dp2(g == 0 ? _mm256_setzero_si256() : s[t][0], w0, x);
-                s[t][1] = rc_dp2(g == 0 ? _mm256_setzero_si256() : s[t][1], w1, x);
+                if (q8) {
+                    s[t][0] = rc_dp2(g == 0 ? _mm256_setzero_si256() : s[t][0], w0, x);
+                    s[t][1] = rc_dp2(g == 0 ? _mm256_setzero_si256() : s[t][1], w1, x);
+                } else {
+                    s[t][0] = rc_dp4(g == 0 ? _mm256_load_si256((const __m256i *)(Cw + bl * RC_MR)) : s[t][0], x, w0);
+                    s[t][1] = rc_dp4(g == 0 ? _mm256_load_si256((const __m256i *)(Cw + dk + bl * RC_MR)) : s[t][1], x,
+                                     w1);
+                }
                 RC_KEEP(s[t][0]);
                 RC_KEEP(s[t][1]);
             }
@@ -1003,9 +951,9 @@ static RC_ALWAYS_INLINE void rc_kernel_q8x2(const uint8_t *P, const float *D, ui
             const __m256 dx = _mm256_broadcast_ss(xd[t]);
             a[t][0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t][0]), dx), d0, a[t][0]);
             a[t][1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t][1]), dx), d1, a[t][1]);
-            xq[t] += 64;
+            xq[t] += xbytes;
             xd[t] += 1;
-            __asm__("" : "+r"(xq[t]), "+r"(xd[t]));
+            __asm__("" : "+r"(xq[t]), "+r"(xd[t])); /* keeps GCC from making 8 nt pointers of these nt */
         }
     }
 #pragma GCC unroll 8
@@ -1015,12 +963,14 @@ static RC_ALWAYS_INLINE void rc_kernel_q8x2(const uint8_t *P, const float *D, ui
     }
 }
 
-static void rc_kernel_q8x2_n(const uint8_t *P, const float *D, uint64_t b0, uint64_t nbk, uint64_t nb,
-                             const uint8_t *X, uint64_t xs, uint64_t nt, float *Y, uint64_t ldy, uint64_t nr1,
-                             int add) {
-    switch (nt) {
-#define RC_CASE(n) case n: rc_kernel_q8x2(P, D, b0, nbk, nb, X, xs, n < RC_NR_Q8X2 ? n : RC_NR_Q8X2, Y, ldy, nr1, add); break;
-        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4) RC_CASE(5)
+static void rc_kernel_x2_n(int q8, const uint8_t *P, const float *D, const int32_t *Cw, uint64_t b0, uint64_t nbk,
+                           uint64_t nb, const uint8_t *X, uint64_t xs, uint64_t nt, float *Y, uint64_t ldy,
+                           uint64_t nr1, int add) {
+    switch (nt * 2 + (uint64_t)q8) {
+#define RC_CASE(n)                                                                                                     \
+    case 2 * n: rc_kernel_x2(0, P, D, Cw, b0, nbk, nb, X, xs, n < RC_NR_X2 ? n : RC_NR_X2, Y, ldy, nr1, add); break;  \
+    case 2 * n + 1: rc_kernel_x2(1, P, D, Cw, b0, nbk, nb, X, xs, n < RC_NR_X2 ? n : RC_NR_X2, Y, ldy, nr1, add); break;
+        RC_CASE(1) RC_CASE(2) RC_CASE(3) RC_CASE(4)
 #undef RC_CASE
     default: break;
     }
@@ -1053,14 +1003,10 @@ static void rc_gemm_int(int q8, const void *W, uint64_t in, uint64_t r0, uint64_
             if (nr > RC_MR) {
                 rc_pack_q(q8, (const uint8_t *)W, out, nb, p + RC_MR, nr - RC_MR, b0, nbk, U, P + pbytes,
                           D + kcb * RC_MR, Cw + kcb * RC_MR);
-                const uint64_t nrq = q8 ? RC_NR_Q8X2 : RC_NR_Q4X2;
-                for (uint64_t t0 = 0; t0 < T; t0 += nrq) {
-                    const uint64_t nt = T - t0 < nrq ? T - t0 : nrq;
-                    const uint8_t *x = (const uint8_t *)X + t0 * xs;
-                    if (q8)
-                        rc_kernel_q8x2_n(P, D, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr - RC_MR, b0 > 0);
-                    else
-                        rc_kernel_q4x2_n(P, D, Cw, b0, nbk, nb, x, xs, nt, Y + t0 * out + p, out, nr - RC_MR, b0 > 0);
+                for (uint64_t t0 = 0; t0 < T; t0 += RC_NR_X2) {
+                    const uint64_t nt = T - t0 < RC_NR_X2 ? T - t0 : RC_NR_X2;
+                    rc_kernel_x2_n(q8, P, D, Cw, b0, nbk, nb, (const uint8_t *)X + t0 * xs, xs, nt, Y + t0 * out + p,
+                                   out, nr - RC_MR, b0 > 0);
                 }
             } else {
                 const uint64_t nrq = q8 ? RC_NR_Q : RC_NR_Q4;
