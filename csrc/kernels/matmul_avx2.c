@@ -461,6 +461,11 @@ static void rc_rows_q8(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
  * batch / one at a time) 2 vectors 25.6-30.1 / 30.9-34.8 (the second pass finds the row in L1 and the first streams
  * it faster), 3: 22.1-25.5 / 22.2-23.5, 4: 21.4 / 18.4, 8: 12.1-13.3 / 11.2. */
 #define RC_Q4_BATCH_MIN_T 3
+/* ...where the one-vector loop prefetches (rc_x86_sw_prefetch >= 2, RC_PF). Where it does not (AMD's default,
+ * core/cpu.h), 2 vectors go through the batch function, which keeps its prefetches (RC_PF_BUSY): on the Zen 3
+ * VM, 2 threads, ms, one at a time / batch: 4096x4096 0.557 / 0.415 and 0.519 / 0.607, 14336x4096 1.86 / 1.42
+ * and 1.97 / 1.46, 4096x14336 2.07 / 1.56 and 2.12 / 1.43. */
+static inline uint64_t rc_q4_batch_min_t(void) { return rc_x86_sw_prefetch >= 2 ? RC_Q4_BATCH_MIN_T : 2; }
 /* More vectors than RC_Q4_BATCH take several passes; each pass then runs over a tile of this many rows before the
  * next pass starts, so that the later passes find the tile's codes in the L1 / L2 cache, not just the last row's.
  * Measured (AMD EPYC Zen 3, 14336x4096 from DRAM, 8 vectors, 2 threads, G weights/s): one row at a time (the
@@ -557,7 +562,7 @@ static void rc_rows_q4(const void *W, uint64_t in, uint64_t r0, uint64_t r1, con
     for (uint64_t o0 = r0; o0 < r1; o0 += tile) {
         const uint64_t o1 = r1 - o0 < tile ? r1 : o0 + tile;
         uint64_t t0 = 0;
-        while (T >= RC_Q4_BATCH_MIN_T && T - t0 >= 2) { /* 2 .. RC_Q4_BATCH at a time; a last single one alone */
+        while (T >= rc_q4_batch_min_t() && T - t0 >= 2) { /* 2 .. RC_Q4_BATCH at a time; a last single one alone */
             const uint64_t nt = T - t0 < RC_Q4_BATCH ? T - t0 : RC_Q4_BATCH;
             for (uint64_t o = o0; o < o1; o++) {
                 const rc_q4_row r = rc_q4_row_at(W, out, nb, o);
