@@ -272,8 +272,7 @@ static int rc_matmul_gemm(const rc_kernel_set *ks, rc_gemm_fn fn, rc_pool *pool,
             rc_gemm_x_prepare(ks, W->dtype, X, j.in, 0, T, &g.cs, buf);
         }
         j.X = buf;
-    }
-    else { /* the float GEMM's copy with rc_fx_stride rows */
+    } else { /* the float GEMM's copy with rc_fx_stride rows */
         const uint64_t fs = rc_fx_stride(j.in);
         for (uint64_t t = 0; t < T; t++) memcpy((float *)(void *)buf + t * fs, X + t * j.in, j.in * sizeof(float));
         j.X = buf;
