@@ -9,7 +9,8 @@
  *                                               RWKV_BENCH_DIMS=ROWSxIN that shape only (IN a multiple of 32),
  *                                               RWKV_BENCH_NO_SHORT=1 not shapes 5-7,
  *                                               RWKV_BENCH_T=N products of N vectors, batched decode,
- *                                               RWKV_BENCH_ROWS=R the rows-alone shape's rows (default 64),
+ *                                               RWKV_BENCH_ROWS=R, RWKV_BENCH_ROWS_IN=N the rows-alone shape
+ *                                                   (default 64 x 4096),
  *                                               RWKV_BENCH_GEMM_ROWS=R, RWKV_BENCH_GEMM_IN=N the gemm-alone shape
  *                                                   (default 64 x 4096),
  *                                               RWKV_BENCH_HUGE=1 matrices in transparent huge pages)
@@ -280,7 +281,8 @@ int main(int argc, char **argv) {
     const char *only = getenv("RWKV_BENCH_DTYPE");
     for (int d = 0; d < 4; d++)
         if (!only || !*only || strcmp(only, rwkv_dtype_name(all[d])) == 0)
-            rows_alone(all[d], reps * 10, getenv("RWKV_BENCH_ROWS") ? (uint64_t)atoi(getenv("RWKV_BENCH_ROWS")) : 64, 4096);
+            rows_alone(all[d], reps * 10, getenv("RWKV_BENCH_ROWS") ? (uint64_t)atoi(getenv("RWKV_BENCH_ROWS")) : 64,
+                       getenv("RWKV_BENCH_ROWS_IN") ? (uint64_t)atoi(getenv("RWKV_BENCH_ROWS_IN")) : 4096);
     const char *gemm_rows = getenv("RWKV_BENCH_GEMM_ROWS"); /* the gemm-alone shape's rows (default 64) */
     if (bench_T >= 2)
         for (int d = 0; d < 4; d++)
