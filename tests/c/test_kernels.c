@@ -675,7 +675,63 @@ static void test_qx_isa(void) {
     }
 }
 
+/* The q4 quantizer (the converter's): the trials-side-by-side form (the AVX2 copy; the baseline one is the
+ * reference itself) gives the same bytes as the one-trial-at-a-time reference, on rows of many widths (a short last super-block and
+ * group included) and blocks of every kind: Gaussian, tiny (subnormal products), near the largest accepted
+ * magnitude, all zero, one value alone, constant, a negative or positive extreme, ties on codebook midpoints. */
+static void test_quantize_q4(void) {
+    static const uint64_t widths[] = {64, 96, 256, 288, 544, 2048 + 96, 4096 + 32};
+    enum { ROWS = 5, MAXIN = 4096 + 32 };
+    static float x[ROWS * MAXIN];
+    static uint8_t ref[ROWS * MAXIN], got[ROWS * MAXIN];
+    static const int isas[] = {RC_ISA_BASE, RC_ISA_AVX2};
+    for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+        const uint64_t in = widths[w], bytes = ROWS * rc_q_row_bytes(RWKV_DTYPE_Q4, in);
+        for (uint64_t i = 0; i < ROWS * in; i++) {
+            const uint64_t b = i / RC_QK, j = i % RC_QK;
+            switch ((b * 7 + w) % 10) {
+            case 0: x[i] = 0.0f; break;
+            case 1: x[i] = gauss() * 1e-30f; break;
+            case 2: x[i] = gauss() * 9e5f; break;
+            case 3: x[i] = j == 5 ? -0.7f : 0.0f; break;
+            case 4: x[i] = 0.25f; break;
+            case 5: x[i] = j == 0 ? 3.0f : gauss() * 0.1f; break;
+            case 6: x[i] = (float)((int)(frand() * 64.0f)) * 0.5f; break; /* many exact midpoints of v * id */
+            case 7: x[i] = j == 31 ? -1e-3f : frand() * 1e-3f; break;
+            default: x[i] = gauss() * 0.02f; break;
+            }
+        }
+        memset(ref, 0xa5, bytes);
+        rc_quantize_q4_ref(x, ROWS, in, ref);
+        for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
+            if (isas[k] == RC_ISA_AVX2 && !rc_kernels_by_name("avx2")) continue;
+            memset(got, 0x5a, bytes);
+            rc_quantize_q4_isa(isas[k], x, ROWS, in, got);
+            check(memcmp(ref, got, bytes) == 0, isas[k] == RC_ISA_AVX2 ? "avx2" : "base",
+                  "q4 quantizer against the one-trial reference", RWKV_DTYPE_Q4, ROWS, in);
+        }
+    }
+    /* and many Gaussian rows: trials whose errors differ in the last bits decide some blocks, so a sum taken in
+     * another order (or fused) shows here */
+    enum { GR = 40, GIN = 4096 };
+    const uint64_t gbytes = GR * rc_q_row_bytes(RWKV_DTYPE_Q4, GIN);
+    float *g = malloc(GR * GIN * sizeof(float));
+    uint8_t *gref = malloc(gbytes), *ggot = malloc(gbytes);
+    for (uint64_t i = 0; i < GR * GIN; i++) g[i] = gauss() * 0.02f;
+    rc_quantize_q4_ref(g, GR, GIN, gref);
+    for (size_t k = 0; k < sizeof isas / sizeof isas[0]; k++) {
+        if (isas[k] == RC_ISA_AVX2 && !rc_kernels_by_name("avx2")) continue;
+        rc_quantize_q4_isa(isas[k], g, GR, GIN, ggot);
+        check(memcmp(gref, ggot, gbytes) == 0, isas[k] == RC_ISA_AVX2 ? "avx2" : "base",
+              "q4 quantizer against the one-trial reference, Gaussian rows", RWKV_DTYPE_Q4, GR, GIN);
+    }
+    free(g);
+    free(gref);
+    free(ggot);
+}
+
 int main(void) {
+    test_quantize_q4();
     test_relu_sq();
     test_layer_norm();
     test_exp();
