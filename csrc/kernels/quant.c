@@ -258,167 +258,38 @@ void rc_quantize_q4_ref(const float *x, uint64_t n_rows, uint64_t in, uint8_t *d
     }
 }
 
-/* ---- q4: the same search with the trials side by side -----------------------------------------------------
- * 5-6x faster than one trial at a time (the converter's main cost; AMD Zen 3, one thread, 256x4096 Gaussian:
- * 208-216 -> 33-38 ns per weight). The lanes of a vector are trials, not weights: each lane walks the block's
- * 32 weights in order, so every sum adds the same
- * products in the same order as rc_q4_trial / rc_q4_codes_for, and the codes and scales come out bit-identical
- * (test_quantize_q4). The nearest code to v is the number of codebook midpoints below v (the midpoints rise, and
- * a tie goes to the lower code, as in rc_q4_nearest), and its value is picked by one select per midpoint, so no
- * table lookup is needed. Written with GCC / clang vector types of 8 lanes, built for AVX2 (rc_quantize_q4_isa). */
-typedef float rc_v8f __attribute__((vector_size(32)));
-typedef int32_t rc_v8i __attribute__((vector_size(32)));
-#define RC_Q4_STEP1_TRIALS (2 * (2 * RC_Q4_TRIES + 1)) /* 22 */
-#define RC_Q4_STEP1_VECS ((RC_Q4_STEP1_TRIALS + 7) / 8)
-#define RC_Q4_STEP2_TRIALS (2 * RC_Q4_S_NEAR + 1) /* 5: one vector */
+/* ---- q4: the same search with the trials side by side (quant_q4_search.h) -----------------------------------
+ * Bit-identical to the reference, and faster: AMD Zen 3, one thread, 256x4096 Gaussian, ns per weight: AVX2 copy
+ * (8 trials per vector) 208-216 -> 33-38; baseline copy (4 per vector: SSE2 here, NEON on ARM, untimed there)
+ * 124-126 -> 72-89. An 8-lane copy built without AVX (SSE4.1) had come out as scalar code, slower than the
+ * reference (180 against 130). */
+#define RC_QS_N 8
+#define RC_QS(name) name##_x8
+#include "kernels/quant_q4_search.h"
+#undef RC_QS_N
+#undef RC_QS
+#define RC_QS_N 4
+#define RC_QS(name) name##_x4
+#include "kernels/quant_q4_search.h"
+#undef RC_QS_N
+#undef RC_QS
 
-/* the codebook value nearest to each lane of *vp (cnt: minus its code, when asked for); pointers, not vector
- * arguments, so the baseline copy has no vector-ABI question (always inlined) */
-static inline __attribute__((always_inline)) void rc_q4_nearest_value8(const rc_v8f *vp, rc_v8f *out, rc_v8i *cnt) {
-    const rc_v8f v = *vp;
-    rc_v8i val = (rc_v8i)((rc_v8f){0} + (float)rc_q4_values[0]), c = {0};
-    for (int i = 0; i < 15; i++) {
-        const rc_v8i above = v > ((rc_v8f){0} + rc_q4_mid[i]); /* -1 where v > mid[i] */
-        const rc_v8i next = (rc_v8i)((rc_v8f){0} + (float)rc_q4_values[i + 1]);
-        val = (next & above) | (val & ~above);
-        c += above;
-    }
-    if (cnt) *cnt = c;
-    if (out) *out = (rc_v8f)val;
+static void rc_quantize_q4_base(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst) {
+    rc_quantize_q4_body_x4(x, n_rows, in, dst);
 }
-
-/* Step 1 (rc_q4_block_scale), the 22 trials side by side. */
-static inline __attribute__((always_inline)) float rc_q4_block_scale8(const float *x) {
-    float amax = 0, max = 0;
-    for (int j = 0; j < RC_QK; j++) {
-        float a = fabsf(x[j]);
-        if (a > amax) { amax = a; max = x[j]; }
-    }
-    if (amax == 0) return 0;
-    float idf[8 * RC_Q4_STEP1_VECS] = {0}; /* lanes past the 22 trials: id 0, whose sq2 is 0 (never chosen) */
-    int k = 0;
-    for (int end = 0; end < 2; end++) {
-        float target = end == 0 ? (float)rc_q4_values[0] : (float)rc_q4_values[15];
-        for (int t = -RC_Q4_TRIES; t <= RC_Q4_TRIES; t++) idf[k++] = (target + (end == 0 ? t : -t) * RC_Q4_STEP) / max;
-    }
-    rc_v8f id[RC_Q4_STEP1_VECS], a[RC_Q4_STEP1_VECS], b[RC_Q4_STEP1_VECS];
-    for (int u = 0; u < RC_Q4_STEP1_VECS; u++) {
-        memcpy(&id[u], idf + 8 * u, sizeof id[u]);
-        a[u] = (rc_v8f){0};
-        b[u] = (rc_v8f){0};
-    }
-    for (int j = 0; j < RC_QK; j++) {
-        const float xj = x[j];
-        for (int u = 0; u < RC_Q4_STEP1_VECS; u++) {
-            const rc_v8f xi = xj * id[u];
-            rc_v8f v;
-            rc_q4_nearest_value8(&xi, &v, NULL);
-            a[u] += v * xj; /* -ffp-contract=off: a product, then a sum, as in rc_q4_trial */
-            b[u] += v * v;
-        }
-    }
-    float sqx[8 * RC_Q4_STEP1_VECS], sq2[8 * RC_Q4_STEP1_VECS];
-    memcpy(sqx, a, sizeof a);
-    memcpy(sq2, b, sizeof b);
-    float best_d = 0, best = -1;
-    for (k = 0; k < RC_Q4_STEP1_TRIALS; k++)
-        if (sq2[k] > 0 && sqx[k] * sqx[k] > best * sq2[k]) {
-            best = sqx[k] * sqx[k] / sq2[k];
-            best_d = sqx[k] / sq2[k];
-        }
-    return best_d;
-}
-
-/* Step 2 (rc_q4_block_int_scale), the 5 int8 scales side by side, then the codes for the best. */
-static inline __attribute__((always_inline)) int8_t rc_q4_block_int_scale8(const float *x, float d, float D,
-                                                                          uint8_t codes[RC_QK]) {
-    const float unit = D * 0.0078125f;
-    float t = unit > 0 ? d / unit : 0;
-    int s0 = (int)(t < 0 ? t - 0.5f : t + 0.5f);
-    float df[8] = {0}, idf[8] = {0};
-    for (int k = 0; k < RC_Q4_STEP2_TRIALS; k++) {
-        df[k] = unit * (float)(s0 - RC_Q4_S_NEAR + k);
-        idf[k] = df[k] != 0 ? 1.0f / df[k] : 0.0f;
-    }
-    rc_v8f dv, id, err = {0};
-    memcpy(&dv, df, sizeof dv);
-    memcpy(&id, idf, sizeof id);
-    for (int j = 0; j < RC_QK; j++) {
-        const float xj = x[j];
-        const rc_v8f xi = xj * id;
-        rc_v8f v;
-        rc_q4_nearest_value8(&xi, &v, NULL);
-        const rc_v8f e = xj - dv * v;
-        err += e * e;
-    }
-    float errf[8];
-    memcpy(errf, &err, sizeof errf);
-    float best = INFINITY, best_id = 0;
-    int best_s = 0;
-    for (int k = 0; k < RC_Q4_STEP2_TRIALS; k++) {
-        const int s = s0 - RC_Q4_S_NEAR + k;
-        if (s < -127 || s > 127) continue;
-        if (errf[k] < best) {
-            best = errf[k];
-            best_s = s;
-            best_id = idf[k];
-        }
-    }
-    for (int j = 0; j < RC_QK; j += 8) { /* the codes for the chosen scale, 8 weights at a time */
-        rc_v8f xv;
-        rc_v8i c;
-        memcpy(&xv, x + j, sizeof xv);
-        xv *= best_id;
-        rc_q4_nearest_value8(&xv, NULL, &c);
-        for (int l = 0; l < 8; l++) codes[j + l] = (uint8_t)-c[l];
-    }
-    return (int8_t)best_s;
-}
-
-static inline __attribute__((always_inline)) void rc_quantize_q4_body(const float *x, uint64_t n_rows, uint64_t in,
-                                                                      uint8_t *dst) {
-    const uint64_t nb = in / RC_QK, nsb = rc_q4_supers(nb);
-    memset(dst, 0, n_rows * nb * 16);
-    for (uint64_t o = 0; o < n_rows; o++) {
-        const float *xr = x + o * in;
-        uint8_t *codes = dst + o * nb * 16;
-        uint8_t *Dp = dst + n_rows * nb * 16 + o * nsb * 2;
-        int8_t *s = (int8_t *)(dst + n_rows * (nb * 16 + nsb * 2)) + o * nb;
-        for (uint64_t sb = 0; sb < nsb; sb++) { /* as rc_q4_super */
-            const uint64_t b0 = sb * RC_Q4_SUPER, n = nb - b0 < RC_Q4_SUPER ? nb - b0 : RC_Q4_SUPER;
-            float d[RC_Q4_SUPER], dmax = 0;
-            for (uint64_t k = 0; k < n; k++) {
-                d[k] = rc_q4_block_scale8(xr + (b0 + k) * RC_QK);
-                dmax = fmaxf(dmax, fabsf(d[k]));
-            }
-            uint16_t h = rc_f32_to_f16(dmax * (128.0f / 127.0f));
-            rc_put_f16(Dp + 2 * sb, h);
-            const float Df = rc_f16_to_f32(h);
-            for (uint64_t k = 0; k < n; k++) {
-                uint8_t c[RC_QK];
-                s[b0 + k] = rc_q4_block_int_scale8(xr + (b0 + k) * RC_QK, d[k], Df, c);
-                rc_q4_block_store(codes, nb, b0 + k, c);
-            }
-        }
-    }
-}
-
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(RC_SIMDE)
 __attribute__((target("avx2"))) static void rc_quantize_q4_avx2(const float *x, uint64_t n_rows, uint64_t in,
                                                                 uint8_t *dst) {
-    rc_quantize_q4_body(x, n_rows, in, dst);
+    rc_quantize_q4_body_x8(x, n_rows, in, dst);
 }
 #endif
 
-/* Only where AVX2 is: without 256-bit registers GCC turned the 8-lane vectors into scalar code (a copy built for
- * SSE4.1: 180 ns per weight against the reference's 130), so other CPUs, ARM included, keep the reference (a
- * NEON form is not written). */
 void rc_quantize_q4_isa(int isa, const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(RC_SIMDE)
     if (isa >= RC_ISA_AVX2) { rc_quantize_q4_avx2(x, n_rows, in, dst); return; }
 #endif
     (void)isa;
-    rc_quantize_q4_ref(x, n_rows, in, dst);
+    rc_quantize_q4_base(x, n_rows, in, dst);
 }
 
 void rc_quantize_q4(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst) {

@@ -110,8 +110,8 @@ void rc_q4_block_values(const uint8_t *codes, uint64_t nb, uint64_t b, int8_t ou
  * Finite inputs with |x| small enough for f16 scales are the caller's duty (rwkv_quantize checks them). */
 void rc_quantize_q8(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst);
 void rc_quantize_q4(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst);
-/* q4 with the copy built for an instruction set chosen by the caller (RC_ISA_*; below AVX2: the reference), and
- * the one-trial-at-a-time reference (tests: both give the same bytes) */
+/* q4 with the copy built for an instruction set chosen by the caller (RC_ISA_*: the baseline copy, 4 trials per
+ * vector, or AVX2's, 8), and the one-trial-at-a-time reference (tests: all give the same bytes) */
 void rc_quantize_q4_isa(int isa, const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst);
 void rc_quantize_q4_ref(const float *x, uint64_t n_rows, uint64_t in, uint8_t *dst);
 /* Row o of a stored tensor of n_rows rows -> `in` floats. */

@@ -675,8 +675,8 @@ static void test_qx_isa(void) {
     }
 }
 
-/* The q4 quantizer (the converter's): the trials-side-by-side form (the AVX2 copy; the baseline one is the
- * reference itself) gives the same bytes as the one-trial-at-a-time reference, on rows of many widths (a short last super-block and
+/* The q4 quantizer (the converter's): the trials-side-by-side form, in the baseline copy (4 lanes: SSE2, NEON)
+ * and the AVX2 one (8), gives the same bytes as the one-trial-at-a-time reference, on rows of many widths (a short last super-block and
  * group included) and blocks of every kind: Gaussian, tiny (subnormal products), near the largest accepted
  * magnitude, all zero, one value alone, constant, a negative or positive extreme, ties on codebook midpoints. */
 static void test_quantize_q4(void) {
